@@ -1,0 +1,185 @@
+"""The stages of a run, in order: load -> [train] -> retrieve -> [train reranker] -> rerank -> evaluate -> log.
+
+``run.py`` composes the config with Hydra and calls :func:`run_pipeline`; everything else lives here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from retrieval_lab.context import StageContext, default_cache_dir
+from retrieval_lab.data import load_collection
+from retrieval_lab.data.runs import write_trec_run
+from retrieval_lab.evaluation import evaluate, metrics_table, paired_test, write_metrics
+from retrieval_lab.retrievers import build_stage
+
+log = logging.getLogger("retrieval_lab")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def output_dir() -> Path:
+    try:
+        return Path(HydraConfig.get().runtime.output_dir)
+    except ValueError:  # called outside Hydra (tests, notebooks)
+        path = Path("outputs") / time.strftime("%Y-%m-%d/%H-%M-%S")
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+def build_logger(cfg: DictConfig, out: Path):
+    from retrieval_lab.loggers import NoneLogger, WandbLogger
+
+    if cfg.logger.name == "none":
+        return NoneLogger()
+    if cfg.logger.name == "wandb":
+        group = cfg.logger.group
+        return WandbLogger(
+            project=cfg.logger.project,
+            entity=cfg.logger.entity,
+            group=group,
+            tags=list(cfg.logger.tags),
+            mode=cfg.logger.mode,
+            dir=str(out),
+            name=_run_name(cfg),
+        )
+    raise ValueError(f"logger.name={cfg.logger.name!r}: expected 'wandb' or 'none'")
+
+
+def _run_name(cfg: DictConfig) -> str:
+    parts = [cfg.dataset.name, cfg.retriever.name]
+    if cfg.reranker.name != "none":
+        parts.append(f"{cfg.reranker.name}@{cfg.reranker.depth}-{cfg.loss.name}")
+    return "/".join(parts)
+
+
+def _same_stage(a: DictConfig, b: DictConfig) -> bool:
+    return OmegaConf.to_container(a, resolve=True) == OmegaConf.to_container(b, resolve=True)
+
+
+def run_pipeline(cfg: DictConfig) -> float:
+    """Run every stage the config asks for; return the main metric of the last stage (for sweeps)."""
+    out = output_dir()
+    seed_everything(cfg.seed)
+    if cfg.hardware.threads:
+        torch.set_num_threads(int(cfg.hardware.threads))
+    (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+
+    logger = build_logger(cfg, out)
+    logger.log_config(OmegaConf.to_container(cfg, resolve=True))
+    collection = load_collection(cfg.dataset)
+    split = cfg.dataset.test_split
+    if split not in collection.qrels:
+        raise ValueError(
+            f"dataset.test_split={split!r}: {collection.name} has judgments for {sorted(collection.qrels)}"
+        )
+    ctx = StageContext(cfg, collection, out, default_cache_dir(cfg.cache_dir), logger)
+    log.info(
+        "%s: %d documents, %d %s queries with judgments",
+        collection.name, len(collection.corpus), len(collection.topics(split)), split,
+    )
+
+    runs: dict[str, dict[str, dict[str, float]]] = {}
+
+    def timed(name: str, fn):
+        start = time.perf_counter()
+        result = fn()
+        ctx.timings[name] = time.perf_counter() - start
+        return result
+
+    baseline_name = None
+    if cfg.get("baseline") and cfg.baseline.get("_target_") and not _same_stage(cfg.baseline, cfg.retriever):
+        baseline = build_stage(cfg.baseline, ctx)
+        baseline_name = f"baseline:{baseline.name}"
+        runs[baseline_name] = timed(baseline_name, lambda: baseline.retrieve(split))
+
+    retriever = build_stage(cfg.retriever, ctx)
+    first = retriever.name
+    runs[first] = timed(first, lambda: retriever.retrieve(split))
+    last = first
+
+    reranker = build_stage(cfg.reranker, ctx)
+    if reranker is not None:
+        depth = int(cfg.reranker.depth)
+        last = f"{first}>>{reranker.name}@{depth}"
+        timed(f"train:{reranker.name}", lambda: reranker.prepare(retriever))
+        runs[last] = timed(last, lambda: reranker.rerank(split, runs[first], depth))
+
+    runs_dir = out / "runs"
+    run_paths = []
+    for name, run in runs.items():
+        path = runs_dir / f"{_file_name(name)}.trec"
+        write_trec_run(run, path, tag=_file_name(name))
+        run_paths.append(path)
+
+    threshold = cfg.eval.rel_threshold if cfg.eval.rel_threshold is not None else collection.rel_threshold
+    qrels = collection.qrels[split]
+    results = {
+        name: evaluate(qrels, run, metrics=list(cfg.eval.metrics), rel_threshold=threshold)
+        for name, run in runs.items()
+    }
+    write_metrics(out, results)
+    efficiency = {name: _efficiency(ctx, name, run) for name, run in runs.items()}
+    (out / "efficiency.json").write_text(json.dumps(efficiency, indent=2))
+
+    rows = {name: res.aggregate for name, res in results.items()}
+    main_metric = str(cfg.eval.metrics[0])
+    table = metrics_table(rows, list(cfg.eval.metrics), fmt="plain")
+    significance = _significance(cfg, results, baseline_name or first, main_metric)
+    (out / "results.md").write_text(
+        metrics_table(rows, list(cfg.eval.metrics), fmt="markdown") + "\n" + significance + "\n"
+    )
+    print(f"\n{collection.name} ({split}, {len(qrels)} queries)\n{table}\n{significance}")
+    print(f"outputs: {out}")
+
+    logger.log_metrics({f"{name}/{m}": v for name, agg in rows.items() for m, v in agg.items()})
+    logger.log_metrics({f"{name}/seconds": s for name, s in ctx.timings.items()})
+    logger.log_table(
+        "per_query",
+        ["stage", "metric", "qid", "value"],
+        [
+            [name, metric, qid, value]
+            for name, res in results.items()
+            for metric, per_q in res.per_query.items()
+            for qid, value in per_q.items()
+        ],
+    )
+    logger.log_artifact("runs", "run", run_paths)
+    logger.finish()
+    return float(rows[last][main_metric])
+
+
+def _file_name(stage: str) -> str:
+    return stage.replace(">>", "__").replace(":", "-").replace("@", "_at")
+
+
+def _efficiency(ctx: StageContext, name: str, run: dict) -> dict:
+    seconds = ctx.timings.get(name, 0.0)
+    return {"seconds": round(seconds, 4), "ms_per_query": round(1000 * seconds / max(len(run), 1), 3)}
+
+
+def _significance(cfg: DictConfig, results: dict, reference: str, metric: str) -> str:
+    test = cfg.eval.significance
+    if test == "none" or len(results) < 2:
+        return ""
+    lines = [f"paired {test}-test on {metric} against {reference}:"]
+    for name, res in results.items():
+        if name == reference:
+            continue
+        p = paired_test(results[reference].per_query[metric], res.per_query[metric], test=test)
+        delta = res.aggregate[metric] - results[reference].aggregate[metric]
+        lines.append(f"  {name}: {delta:+.4f} (p={p:.4g})")
+    return "\n".join(lines)
