@@ -1,0 +1,141 @@
+"""Cache keys and atomic writes.
+
+A stage's artifact (index, encoded corpus, run, checkpoint) lives under ``cache_root() / <stage> / <key>``
+where the key is `fingerprint(...)` of everything it depends on: the relevant config AND the content of its
+inputs (``collection.fingerprint``, `file_digest` of an upstream file). Artifacts are written with
+`atomic_dir`, so a half-built one is never mistaken for a finished one (`is_complete`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import enum
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path, PurePath
+
+__all__ = ["fingerprint", "file_digest", "atomic_dir", "is_complete", "cache_root", "COMPLETE_MARKER"]
+
+COMPLETE_MARKER = "_COMPLETE"
+_CHUNK = 1 << 20
+
+
+def cache_root() -> Path:
+    """``$RETRIEVAL_LAB_CACHE`` if set (and non-empty), else ``~/.cache/retrieval_lab``."""
+    root = os.environ.get("RETRIEVAL_LAB_CACHE")
+    return Path(root).expanduser() if root else Path.home() / ".cache" / "retrieval_lab"
+
+
+def fingerprint(*parts, length: int = 16) -> str:
+    """A stable short hex key (sha256 prefix) of ``parts``.
+
+    Parts may be JSON-able values (dict keys are sorted, so insertion order does not matter), OmegaConf
+    containers (resolved), dataclasses, tuples/sets, enums, `bytes` (hashed by content) and paths (hashed
+    by their string, NOT their content: use `file_digest` for content). Anything else raises `TypeError`
+    rather than falling back to ``repr`` (which may hold memory addresses and would silently break reuse).
+    ``1`` and ``1.0`` and ``True`` give different keys.
+    """
+    if not 1 <= length <= 64:
+        raise ValueError(f"length must be in 1..64, got {length}")
+    canonical = json.dumps([_canonical(p) for p in parts], sort_keys=True, ensure_ascii=False, allow_nan=False,
+                           separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:length]
+
+
+def _canonical(value):
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return {"__bool__": value}
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return {"__float__": repr(value)}
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return {"__bytes__": hashlib.sha256(bytes(value)).hexdigest()}
+    if isinstance(value, PurePath):
+        return {"__path__": str(value)}
+    if isinstance(value, enum.Enum):
+        return {"__enum__": f"{type(value).__name__}.{value.name}", "value": _canonical(value.value)}
+    if _is_omegaconf(value):
+        from omegaconf import OmegaConf
+
+        return _canonical(OmegaConf.to_container(value, resolve=True))
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {"__dataclass__": type(value).__name__,
+                "fields": {f.name: _canonical(getattr(value, f.name)) for f in dataclasses.fields(value)}}
+    if isinstance(value, Mapping):
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, (str, int)) or isinstance(key, bool):
+                raise TypeError(f"fingerprint: mapping keys must be str or int, got {key!r}")
+            skey = str(key)
+            if skey in out:
+                raise TypeError(f"fingerprint: mapping has keys that collide as strings: {key!r}")
+            out[skey] = _canonical(item)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        items = [_canonical(v) for v in value]
+        return {"__set__": sorted(items, key=lambda x: json.dumps(x, sort_keys=True))}
+    item = getattr(value, "item", None)  # numpy / torch scalars
+    if callable(item) and getattr(value, "shape", None) in ((), None) and type(value).__module__ != "builtins":
+        try:
+            return _canonical(item())
+        except (TypeError, ValueError):
+            pass
+    raise TypeError(f"fingerprint: cannot hash a {type(value).__module__}.{type(value).__name__} stably; "
+                    f"pass its content (e.g. file_digest(path), a dict of its settings)")
+
+
+def _is_omegaconf(value) -> bool:
+    return type(value).__module__.startswith("omegaconf")
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """Full sha256 hex of a file's bytes, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def is_complete(path: str | os.PathLike) -> bool:
+    """True when ``path`` is a directory finished by `atomic_dir` (it holds the completion marker)."""
+    return (Path(path) / COMPLETE_MARKER).is_file()
+
+
+@contextlib.contextmanager
+def atomic_dir(final_path: str | os.PathLike) -> Iterator[Path]:
+    """Build a directory under a temporary sibling name; publish it at ``final_path`` only on success.
+
+    Yields the (empty) temporary directory. On normal exit a ``_COMPLETE`` marker is written inside it and it
+    is renamed to ``final_path``; on an exception it is removed and the exception propagates.
+    If ``final_path`` is already complete when we finish (another process won the race on the same key),
+    ours is discarded and theirs kept; an incomplete leftover at ``final_path`` is replaced.
+    """
+    final = Path(final_path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    try:
+        yield tmp
+        (tmp / COMPLETE_MARKER).write_text("complete\n", encoding="utf-8")
+        if final.exists() or final.is_symlink():
+            if is_complete(final):
+                shutil.rmtree(tmp)
+                return
+            if final.is_dir() and not final.is_symlink():
+                shutil.rmtree(final)
+            else:
+                final.unlink()
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

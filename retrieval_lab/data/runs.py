@@ -1,0 +1,122 @@
+"""Runs: the currency between stages. A `Run` is ``{qid: {docid: score}}``; files are TREC run format.
+
+TREC format: one line per (query, document): ``qid Q0 docid rank score tag``. Ranks in a file are ignored
+on reading (as trec_eval does); order comes from the scores. On writing, documents are sorted by score
+descending, ties broken by docid ascending, ranks from 1; queries keep the run's (insertion) order, so
+reading and re-writing a file sorted that way reproduces it byte for byte.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Container, Mapping
+from pathlib import Path
+
+from retrieval_lab.data.collection import iter_lines, require_file, warn_skipped
+from retrieval_lab.data.errors import CollectionError
+
+__all__ = ["Run", "read_trec_run", "write_trec_run", "cut", "ranked"]
+
+Run = dict[str, dict[str, float]]
+
+
+def read_trec_run(
+    path: str | os.PathLike,
+    known_queries: Container[str] | None = None,
+    known_docs: Container[str] | None = None,
+) -> Run:
+    """Read a TREC run file.
+
+    Lines naming a query not in ``known_queries`` or a document not in ``known_docs`` (when given; any
+    container: a dict of topics, a `Corpus`, a set) are skipped and counted in one `DataWarning`.
+    A malformed line (not 6 columns, a non-numeric rank or score) or a repeated (qid, docid) pair raises
+    `CollectionError` naming the file and line.
+    """
+    path = Path(path)
+    require_file(path, "run file")
+    run: Run = {}
+    unknown_q = unknown_d = 0
+    for lineno, line in iter_lines(path):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 6:
+            raise CollectionError(
+                f"{path}:{lineno}: expected 6 columns 'qid Q0 docid rank score tag', got {len(fields)}: {line[:120]!r}"
+            )
+        qid, _q0, docid, rank, score, _tag = fields
+        try:
+            int(rank)
+            value = float(score)
+        except ValueError:
+            raise CollectionError(
+                f"{path}:{lineno}: rank must be an integer and score a number, got rank={rank!r} score={score!r}"
+            ) from None
+        if math.isnan(value):
+            raise CollectionError(f"{path}:{lineno}: score is NaN")
+        if known_queries is not None and qid not in known_queries:
+            unknown_q += 1
+            continue
+        if known_docs is not None and docid not in known_docs:
+            unknown_d += 1
+            continue
+        docs = run.setdefault(qid, {})
+        if docid in docs:
+            raise CollectionError(f"{path}:{lineno}: document {docid!r} appears twice for query {qid!r}")
+        docs[docid] = value
+    if unknown_q or unknown_d:
+        warn_skipped(path, "run", unknown_q, unknown_d, unknown_q + unknown_d)
+    return run
+
+
+def ranked(scores: Mapping[str, float]) -> list[tuple[str, float]]:
+    """``(docid, score)`` pairs by score descending, ties broken by docid ascending."""
+    items = [(str(d), float(s)) for d, s in scores.items()]
+    for docid, score in items:
+        if math.isnan(score):
+            raise ValueError(f"score of document {docid!r} is NaN")
+    items.sort(key=lambda kv: (-kv[1], kv[0]))
+    return items
+
+
+def cut(run: Mapping[str, Mapping[str, float]], depth: int) -> Run:
+    """The top ``depth`` documents of every query (a new run; queries keep their order)."""
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+        raise ValueError(f"depth must be a positive integer, got {depth!r}")
+    return {qid: dict(ranked(scores)[:depth]) for qid, scores in run.items()}
+
+
+def write_trec_run(run: Mapping[str, Mapping[str, float]], path: str | os.PathLike, tag: str = "retrieval_lab") -> Path:
+    """Write ``run`` in TREC format, atomically (a temporary file in the same folder, then ``os.replace``).
+
+    Scores are written with ``repr`` so they read back as the same floats. Returns the path written.
+    """
+    path = Path(path)
+    _check_token(tag, "tag")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            for qid, scores in run.items():
+                qid = str(qid)
+                _check_token(qid, "query id")
+                for rank, (docid, score) in enumerate(ranked(scores), 1):
+                    _check_token(docid, f"document id (query {qid!r})")
+                    f.write(f"{qid} Q0 {docid} {rank} {score!r} {tag}\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def _check_token(value: str, what: str) -> None:
+    if not value or any(c.isspace() for c in value):
+        raise ValueError(f"{what} {value!r} is empty or contains whitespace: it cannot be written in TREC format")
