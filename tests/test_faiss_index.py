@@ -110,6 +110,18 @@ def test_padding_ids_are_skipped(small):
     res = idx.search(queries[:2], 10)
     assert [len(r) for r in res] == [5, 5]
     assert all(d in ids[:5] for r in res for d, _ in r)
+    run = idx.search_run(["q1", "q2"], queries[:2], 10)
+    assert run == {"q1": dict(res[0]), "q2": dict(res[1])}
+
+
+def test_search_run_matches_search(small):
+    docs, queries, ids = small
+    idx = FaissIndex("Flat", metric="l2").build(docs, ids)
+    qids = [f"q{i}" for i in range(len(queries))]
+    run = idx.search_run(qids, queries, 7)
+    res = idx.search(queries, 7)
+    assert list(run) == qids
+    assert all(list(run[q].items()) == r for q, r in zip(qids, res))
 
 
 @pytest.mark.parametrize("factory,kw", [("Flat", {}), ("HNSW32", {"ef_search": 64}),
@@ -125,6 +137,7 @@ def test_save_load_roundtrip(tmp_path, medium, factory, kw):
     # saving again over an existing directory replaces it
     loaded.save(tmp_path / "idx")
     assert FaissIndex.load(tmp_path / "idx").search(queries, 20) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["idx"]  # no temp/old dirs left behind
 
 
 def test_load_refuses_incomplete_dir(tmp_path, small):
@@ -147,10 +160,14 @@ def test_interrupted_save_leaves_nothing(tmp_path, small, monkeypatch):
     def boom(*a, **k):
         raise OSError("disk full")
 
+    idx.save(tmp_path / "old")
     monkeypatch.setattr(faiss, "write_index", boom)
     with pytest.raises(OSError):
         idx.save(tmp_path / "idx")
-    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(OSError):  # a failed overwrite keeps the previous index intact
+        idx.save(tmp_path / "old")
+    assert [p.name for p in tmp_path.iterdir()] == ["old"]
+    assert len(FaissIndex.load(tmp_path / "old")) == len(ids)
 
 
 def test_use_gpu_without_gpu(small):

@@ -16,68 +16,27 @@ finished. The cache key is the caller's business: it must hash everything the em
 depend on (checkpoint, corpus fingerprint, max length, pooling, ...); this module only
 checks that a cached directory holds the doc ids it is asked for.
 
-Until ``retrieval_lab/cache.py`` provides ``atomic_dir``/``is_complete``, this module carries
-a minimal private version of both (same ``_COMPLETE`` marker name), which
-``faiss_index.py`` reuses.
+Writes go through ``retrieval_lab.cache.atomic_dir``: if another process finishes the same
+key first, its directory is kept (same key, same content).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
-import tempfile
-import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["encode_corpus", "load_encoded", "COMPLETE_MARKER"]
+from retrieval_lab.cache import COMPLETE_MARKER, atomic_dir, is_complete
 
-COMPLETE_MARKER = "_COMPLETE"
+__all__ = ["encode_corpus", "load_encoded"]
+
 _DTYPES = {"float32": np.float32, "float16": np.float16}
-
-
-# --------------------------------------------------------------------------- atomic dirs
-def _is_complete(path: str | os.PathLike) -> bool:
-    """True when ``path`` is a directory that an atomic write finished (has the marker)."""
-    return (Path(path) / COMPLETE_MARKER).is_file()
-
-
-@contextmanager
-def _atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a fresh temporary directory next to ``path``; on success, mark it complete and
-    rename it to ``path`` (replacing an existing directory); on any exception, delete it.
-
-    A reader that checks ``_is_complete`` never sees a half-written directory. If another
-    process finished the same ``path`` first (same key, same content), ours is discarded.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-    try:
-        yield tmp
-        (tmp / COMPLETE_MARKER).write_text(time.strftime("%Y-%m-%dT%H:%M:%S%z") + "\n")
-        old = None
-        if path.exists():  # rename() cannot replace a non-empty directory: move it aside
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
-            os.replace(path, old / "x")
-        try:
-            os.replace(tmp, path)
-        except OSError:
-            if _is_complete(path):  # a concurrent writer won the race; keep theirs
-                shutil.rmtree(tmp, ignore_errors=True)
-            else:
-                raise
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 # --------------------------------------------------------------------------- helpers
@@ -106,7 +65,7 @@ def _check_key(key: str) -> None:
 def load_encoded(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
     """Read a complete encoded-corpus directory: (float32 embeddings [n, d], doc ids)."""
     path = Path(path)
-    if not _is_complete(path):
+    if not is_complete(path):
         raise FileNotFoundError(
             f"{path} is not a complete encoded-corpus directory (no {COMPLETE_MARKER} marker): "
             "it was never written or its write was interrupted; encode again"
@@ -168,7 +127,7 @@ def encode_corpus(
         raise ValueError("doc_ids contain duplicates")
 
     target = Path(cache_dir) / key
-    if _is_complete(target):
+    if is_complete(target):
         emb, cached_ids = load_encoded(target)
         if cached_ids != doc_ids:
             raise ValueError(
@@ -210,7 +169,7 @@ def encode_corpus(
                else "the encoder produced non-finite values")
         )
 
-    with _atomic_dir(target) as tmp:
+    with atomic_dir(target) as tmp:
         np.save(tmp / "embeddings.npy", out)
         (tmp / "ids.json").write_text(json.dumps(doc_ids))
         (tmp / "meta.json").write_text(json.dumps(

@@ -27,6 +27,8 @@ import gc
 import json
 import os
 import re
+import shutil
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Literal
@@ -34,7 +36,7 @@ from typing import Any, Literal
 import faiss
 import numpy as np
 
-from retrieval_lab.indexes.dense_cache import COMPLETE_MARKER, _atomic_dir, _is_complete
+from retrieval_lab.cache import COMPLETE_MARKER, atomic_dir, is_complete
 
 __all__ = ["FaissIndex", "MIN_POINTS_PER_CENTROID"]
 
@@ -219,8 +221,9 @@ class FaissIndex:
                     raise RuntimeError(
                         "FaissIndex(use_gpu=True) but faiss sees no GPU (faiss.get_num_gpus() "
                         f"== {n_gpus}): the installed faiss is the CPU build or there is no CUDA "
-                        "device. Install the GPU extra (`pip uninstall faiss-cpu && pip install "
-                        "retrieval-lab[gpu]`) on a GPU machine, or use use_gpu=False / 'auto'."
+                        "device. Install the GPU faiss instead of the CPU one (`pip uninstall "
+                        "faiss-cpu && pip install -e '.[gpu]'`) on a CUDA machine, or use "
+                        "use_gpu=False / 'auto'."
                     )
             else:
                 try:
@@ -293,6 +296,27 @@ class FaissIndex:
             if gc_was_enabled:
                 gc.enable()
 
+    def search_run(self, qids: list[str], query_emb: Any, k: int) -> dict[str, dict[str, float]]:
+        """Top-k as a Run (qid -> doc id -> score) for ``qids[i]`` = row i of ``query_emb``.
+
+        Same results as ``search``, built straight into dicts (no intermediate tuple lists)."""
+        scores, pos = self.search_arrays(query_emb, k)
+        if len(qids) != len(scores):
+            raise ValueError(f"{len(qids)} qids but {len(scores)} query embeddings")
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            valid = pos >= 0
+            if valid.all():
+                id_rows = self._ids_arr[pos].tolist()
+                return {qid: dict(zip(ids, sc))
+                        for qid, ids, sc in zip(qids, id_rows, scores.tolist())}
+            return {qid: dict(zip(self._ids_arr[p[v]].tolist(), s[v].tolist()))
+                    for qid, p, s, v in zip(qids, pos, scores, valid)}
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+
     # ------------------------------------------------------------------ persistence
     def settings(self) -> dict[str, Any]:
         return {
@@ -309,13 +333,23 @@ class FaissIndex:
         }
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the index to directory ``path`` atomically (replaces an existing one)."""
+        """Write the index to directory ``path`` atomically; a complete index already at
+        ``path`` is replaced only once the new one is fully written."""
         cpu = self.cpu_index()
         path = Path(path)
-        with _atomic_dir(path) as tmp:
+        replace = is_complete(path)
+        # cache.atomic_dir keeps an existing complete directory (right for cache keys); to
+        # overwrite, finish the new index under a sibling name, then swap the two.
+        final = path.with_name(f".{path.name}.new-{os.getpid()}") if replace else path
+        with atomic_dir(final) as tmp:
             faiss.write_index(cpu, str(tmp / "index.faiss"))
             (tmp / "ids.json").write_text(json.dumps(self._ids))
             (tmp / "settings.json").write_text(json.dumps(self.settings(), indent=2))
+        if replace:
+            trash = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
+            os.replace(path, trash / "index")
+            os.replace(final, path)
+            shutil.rmtree(trash, ignore_errors=True)
         return path
 
     @classmethod
@@ -329,7 +363,7 @@ class FaissIndex:
     ) -> FaissIndex:
         """Read an index written by ``save``. ``nprobe``/``ef_search`` override the saved ones."""
         path = Path(path)
-        if not _is_complete(path):
+        if not is_complete(path):
             raise FileNotFoundError(
                 f"{path} is not a complete FAISS index directory (no {COMPLETE_MARKER} marker): "
                 "it was never saved or its save was interrupted; build and save it again"
