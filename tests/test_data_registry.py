@@ -1,0 +1,126 @@
+"""load_collection(cfg): loader choice, RETRIEVAL_LAB_DATA lookup, ir_datasets fallback, clear errors."""
+
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+import retrieval_lab.data as data
+from retrieval_lab.data import CollectionError, load_collection
+
+DATA = Path(os.environ.get("RETRIEVAL_LAB_DATA") or Path(__file__).resolve().parents[2] / "shared" / "datasets")
+
+
+@dataclass
+class DatasetCfg:
+    name: str
+    loader: str = "beir"
+    path: str | None = None
+    local_dir: str | None = None
+    ir_datasets_id: str | None = None
+    ir_datasets_splits: dict | None = None
+    rel_threshold: int = 1
+    splits: list | None = None
+
+
+def write_beir(root: Path, qrels=None) -> Path:
+    root.mkdir(parents=True)
+    docs = [{"_id": "d1", "title": "T", "text": "one"}, {"_id": "d2", "title": "", "text": "two"}]
+    (root / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    (root / "queries.jsonl").write_text('{"_id": "q1", "text": "one?"}\n{"_id": "q2", "text": "two?"}\n')
+    (root / "qrels").mkdir()
+    for split, text in (qrels or {"train": "q1\td1\t1\n", "test": "q2\td2\t2\n"}).items():
+        (root / "qrels" / f"{split}.tsv").write_text("query-id\tcorpus-id\tscore\n" + text)
+    return root
+
+
+def test_beir_by_local_dir_under_the_data_env(tmp_path, monkeypatch):
+    write_beir(tmp_path / "mini")
+    monkeypatch.setenv("RETRIEVAL_LAB_DATA", str(tmp_path))
+    c = load_collection(DatasetCfg(name="mini-ds", local_dir="mini", rel_threshold=2, splits=["test"]))
+    assert (c.name, c.rel_threshold, c.splits, len(c.corpus)) == ("mini-ds", 2, ["test"], 2)
+    assert c.qrels == {"test": {"q2": {"d2": 2}}}
+
+
+def test_omegaconf_cfg_in_struct_mode_with_missing_optional_fields(tmp_path):
+    root = write_beir(tmp_path / "mini")
+    cfg = OmegaConf.create({"name": "mini", "loader": "beir", "path": str(root), "splits": ["train", "test"]})
+    OmegaConf.set_struct(cfg, True)
+    c = load_collection(cfg)
+    assert c.splits == ["train", "test"] and c.rel_threshold == 1 and c.queries == {"q1": "one?", "q2": "two?"}
+
+
+def test_missing_folder_says_what_was_looked_for_and_how_to_fix(tmp_path, monkeypatch):
+    monkeypatch.delenv("RETRIEVAL_LAB_DATA", raising=False)
+    with pytest.raises(CollectionError, match=r"\$RETRIEVAL_LAB_DATA/scifact \(RETRIEVAL_LAB_DATA is not set\).*export RETRIEVAL_LAB_DATA"):
+        load_collection(DatasetCfg(name="scifact", local_dir="scifact"))
+    monkeypatch.setenv("RETRIEVAL_LAB_DATA", str(tmp_path))
+    with pytest.raises(CollectionError, match=rf"folder not found: {tmp_path}/scifact \(RETRIEVAL_LAB_DATA={tmp_path}\)"):
+        load_collection(DatasetCfg(name="scifact", local_dir="scifact"))
+    with pytest.raises(CollectionError, match=r"BEIR collection folder not found: .*nowhere.*RETRIEVAL_LAB_DATA"):
+        load_collection(DatasetCfg(name="x", path=str(tmp_path / "nowhere")))
+    with pytest.raises(CollectionError, match=r"unknown loader 'csv'"):
+        load_collection(DatasetCfg(name="x", loader="csv"))
+
+
+def test_falls_back_to_ir_datasets_when_the_local_folder_is_absent(tmp_path, monkeypatch):
+    ir_datasets = pytest.importorskip("ir_datasets")
+    from ir_datasets.datasets.base import Dataset
+    from ir_datasets.formats import TrecQrels, TsvDocs, TsvQueries
+    from ir_datasets.util import LocalDownload
+
+    (tmp_path / "docs.tsv").write_text("d1\tfrom ir_datasets\n")
+    (tmp_path / "queries.tsv").write_text("q1\tq\n")
+    (tmp_path / "qrels.txt").write_text("q1 0 d1 1\n")
+    dataset_id = f"retrieval-lab-test/{uuid.uuid4().hex}/test"
+    ir_datasets.registry.register(dataset_id, Dataset(
+        TsvDocs(LocalDownload(tmp_path / "docs.tsv")), TsvQueries(LocalDownload(tmp_path / "queries.tsv")),
+        TrecQrels(LocalDownload(tmp_path / "qrels.txt"), {1: "rel"})))
+    monkeypatch.setenv("RETRIEVAL_LAB_DATA", str(tmp_path / "empty"))
+    cfg = DatasetCfg(name="fb", local_dir="fb", ir_datasets_splits={"test": dataset_id})
+    c = load_collection(cfg)
+    assert c.corpus["d1"].text == "from ir_datasets" and c.qrels == {"test": {"q1": {"d1": 1}}}
+    # once the local copy exists it wins
+    write_beir(tmp_path / "empty" / "fb")
+    assert len(load_collection(cfg).corpus) == 2
+    with pytest.raises(CollectionError, match=r"splits \['dev'\] have no entry in ir_datasets_splits"):
+        load_collection(DatasetCfg(name="fb", loader="ir_datasets", ir_datasets_splits={"test": dataset_id},
+                                   splits=["dev"]))
+
+
+def test_embedded_loader_reads_the_packaged_folder(tmp_path, monkeypatch):
+    write_beir(tmp_path / "toy")
+    monkeypatch.setattr(data, "EMBEDDED_ROOT", tmp_path)
+    c = load_collection(OmegaConf.create({"name": "toy", "loader": "embedded"}))
+    assert c.name == "toy" and len(c.corpus) == 2 and c.splits == ["train", "test"]
+    with pytest.raises(CollectionError, match=r"no embedded collection 'nope'.*\(embedded: \['toy'\]\)"):
+        load_collection(DatasetCfg(name="nope", loader="embedded"))
+
+
+def test_embedded_root_is_inside_the_package():
+    assert data.EMBEDDED_ROOT == Path(data.__file__).resolve().parent / "embedded"
+
+
+def test_trec_loader_resolves_relative_paths_under_path(tmp_path):
+    (tmp_path / "docs.tsv").write_text("d1\tone\nd2\ttwo\n")
+    (tmp_path / "topics.txt").write_text("q1\tone?\n")
+    (tmp_path / "qrels.txt").write_text("q1 0 d1 1\n")
+    cfg = OmegaConf.create({"name": "t", "loader": "trec", "path": str(tmp_path), "corpus_path": "docs.tsv",
+                            "topics_path": "topics.txt", "qrels_path": {"test": "qrels.txt"}, "rel_threshold": 1})
+    c = load_collection(cfg)
+    assert c.qrels == {"test": {"q1": {"d1": 1}}} and len(c.corpus) == 2
+    with pytest.raises(CollectionError, match=r"needs \['topics_path'\]"):
+        load_collection(OmegaConf.create({"name": "t", "loader": "trec", "corpus_path": "a", "qrels_path": "b"}))
+
+
+@pytest.mark.skipif(not (DATA / "scifact").is_dir(), reason=f"{DATA / 'scifact'} not found (set RETRIEVAL_LAB_DATA)")
+def test_real_scifact_through_the_registry(monkeypatch):
+    monkeypatch.setenv("RETRIEVAL_LAB_DATA", str(DATA))
+    cfg = DatasetCfg(name="scifact", local_dir="scifact", ir_datasets_splits={"train": "beir/scifact/train",
+                                                                              "test": "beir/scifact/test"})
+    c = load_collection(cfg)
+    assert (len(c.corpus), len(c.topics("train")), len(c.topics("test"))) == (5183, 809, 300)
