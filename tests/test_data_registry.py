@@ -87,6 +87,11 @@ def test_falls_back_to_ir_datasets_when_the_local_folder_is_absent(tmp_path, mon
     # once the local copy exists it wins
     write_beir(tmp_path / "empty" / "fb")
     assert len(load_collection(cfg).corpus) == 2
+    # when both the folder and ir_datasets fail, the error names the folder and ir_datasets' failure
+    (tmp_path / "docs.tsv").unlink()
+    with pytest.raises(CollectionError, match=r"local folder not found: .*empty/gone \(RETRIEVAL_LAB_DATA=.*\); "
+                                              r"the ir_datasets fallback failed too: ir_datasets could not provide"):
+        load_collection(DatasetCfg(name="fb", local_dir="gone", ir_datasets_splits={"test": dataset_id}))
     with pytest.raises(CollectionError, match=r"splits \['dev'\] have no entry in ir_datasets_splits"):
         load_collection(DatasetCfg(name="fb", loader="ir_datasets", ir_datasets_splits={"test": dataset_id},
                                    splits=["dev"]))
@@ -97,6 +102,8 @@ def test_embedded_loader_reads_the_packaged_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "EMBEDDED_ROOT", tmp_path)
     c = load_collection(OmegaConf.create({"name": "toy", "loader": "embedded"}))
     assert c.name == "toy" and len(c.corpus) == 2 and c.splits == ["train", "test"]
+    c = load_collection(OmegaConf.create({"name": "my-toy", "loader": "embedded", "path": "toy"}))
+    assert c.name == "my-toy" and len(c.corpus) == 2
     with pytest.raises(CollectionError, match=r"no embedded collection 'nope'.*\(embedded: \['toy'\]\)"):
         load_collection(DatasetCfg(name="nope", loader="embedded"))
 
@@ -105,16 +112,20 @@ def test_embedded_root_is_inside_the_package():
     assert data.EMBEDDED_ROOT == Path(data.__file__).resolve().parent / "embedded"
 
 
-def test_trec_loader_resolves_relative_paths_under_path(tmp_path):
+def test_trec_loader_with_the_config_schema_fields(tmp_path, monkeypatch):
     (tmp_path / "docs.tsv").write_text("d1\tone\nd2\ttwo\n")
     (tmp_path / "topics.txt").write_text("q1\tone?\n")
     (tmp_path / "qrels.txt").write_text("q1 0 d1 1\n")
-    cfg = OmegaConf.create({"name": "t", "loader": "trec", "path": str(tmp_path), "corpus_path": "docs.tsv",
-                            "topics_path": "topics.txt", "qrels_path": {"test": "qrels.txt"}, "rel_threshold": 1})
+    monkeypatch.setenv("RETRIEVAL_LAB_DATA", str(tmp_path))  # relative paths are found under it
+    cfg = OmegaConf.create({"name": "t", "loader": "trec", "path": "docs.tsv", "topics": "topics.txt",
+                            "qrels": "qrels.txt", "test_split": "eval", "rel_threshold": 1})
     c = load_collection(cfg)
-    assert c.qrels == {"test": {"q1": {"d1": 1}}} and len(c.corpus) == 2
-    with pytest.raises(CollectionError, match=r"needs \['topics_path'\]"):
-        load_collection(OmegaConf.create({"name": "t", "loader": "trec", "corpus_path": "a", "qrels_path": "b"}))
+    assert c.qrels == {"eval": {"q1": {"d1": 1}}} and len(c.corpus) == 2
+    cfg = OmegaConf.create({"name": "t", "loader": "trec", "corpus_path": str(tmp_path / "docs.tsv"),
+                            "topics_path": "topics.txt", "qrels_path": {"dev": "qrels.txt", "test": "qrels.txt"}})
+    assert load_collection(cfg).splits == ["dev", "test"]
+    with pytest.raises(CollectionError, match=r"the trec loader needs topics"):
+        load_collection(OmegaConf.create({"name": "t", "loader": "trec", "path": "a", "qrels": "b"}))
 
 
 @pytest.mark.skipif(not (DATA / "scifact").is_dir(), reason=f"{DATA / 'scifact'} not found (set RETRIEVAL_LAB_DATA)")

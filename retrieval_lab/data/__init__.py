@@ -3,18 +3,21 @@
 `load_collection(cfg)` is the entry point the pipeline uses; it picks a loader by ``cfg.loader``:
 
 =============  ==========================================================================================
-``embedded``   the packaged BEIR-layout folder ``retrieval_lab/data/embedded/<name>/``
+``embedded``   the packaged BEIR-layout folder ``retrieval_lab/data/embedded/<path or name>/``
 ``beir``       a local BEIR-layout folder: ``cfg.path``, or ``$RETRIEVAL_LAB_DATA/<cfg.local_dir>``;
                falls back to ir_datasets when that folder is absent and an ir_datasets id is configured
 ``ir_datasets`` the same local-first lookup, then ``cfg.ir_datasets_splits`` / ``cfg.ir_datasets_id``
-``trec``       TREC files: ``cfg.corpus_path``, ``cfg.topics_path``, ``cfg.qrels_path`` (a file or a mapping
-               split -> file), optional ``cfg.topic_field``, ``cfg.runs`` (name -> file); relative paths are
-               resolved under ``cfg.path`` if set, else ``$RETRIEVAL_LAB_DATA`` if set, else the working dir
+``trec``       TREC files: the corpus ``cfg.path`` (or ``cfg.corpus_path``), topics ``cfg.topics`` (or
+               ``cfg.topics_path``), qrels ``cfg.qrels`` (or ``cfg.qrels_path``: a file, or a mapping split ->
+               file), optional ``cfg.topic_field``, ``cfg.runs`` (name -> file). A relative path is taken under
+               ``$RETRIEVAL_LAB_DATA`` when it exists there, else as given (working directory). A single
+               qrels file is the split ``cfg.splits[0]`` if one split is given, else ``cfg.test_split``, else "test".
 =============  ==========================================================================================
 
 Fields read from ``cfg`` (any object with attributes: a dataclass or an OmegaConf DictConfig; missing
 optional fields default): ``name``, ``loader``, ``path``, ``local_dir``, ``ir_datasets_id``,
-``ir_datasets_splits``, ``rel_threshold`` (1), ``splits`` (all), ``unknown_docs`` ("keep").
+``ir_datasets_splits``, ``rel_threshold`` (1), ``splits`` (default: all the collection has), ``unknown_docs``
+("keep": judgments of documents outside the corpus are kept, see `read_qrels`).
 """
 
 from __future__ import annotations
@@ -66,7 +69,7 @@ def load_collection(cfg: Any) -> Collection:
 
 def _load_embedded(cfg: Any) -> Collection:
     name = _get(cfg, "name")
-    folder = EMBEDDED_ROOT / name
+    folder = EMBEDDED_ROOT / (_get(cfg, "path") or name)
     if not folder.is_dir():
         available = sorted(p.name for p in EMBEDDED_ROOT.iterdir() if p.is_dir()) if EMBEDDED_ROOT.is_dir() else []
         raise CollectionError(f"no embedded collection {name!r}: {folder} not found (embedded: {available})")
@@ -103,44 +106,60 @@ def _load_local_or_ir_datasets(cfg: Any) -> Collection:
                                       f"({sorted(ir_splits)})")
             ir_splits = {s: ir_splits[s] for s in splits}
         split = splits[0] if (not ir_splits and splits and len(splits) == 1) else None
-        return load_ir_datasets(ir_id, splits=ir_splits or None, split=split, name=name,
-                                rel_threshold=rel_threshold, unknown_docs=unknown_docs)
+        try:
+            return load_ir_datasets(ir_id, splits=ir_splits or None, split=split, name=name,
+                                    rel_threshold=rel_threshold, unknown_docs=unknown_docs)
+        except CollectionError as e:
+            if not local_dir:
+                raise
+            raise CollectionError(f"dataset {name!r}: local folder not found: {_looked_for(local_dir, folder)}; "
+                                  f"the ir_datasets fallback failed too: {e}") from e
 
     if local_dir:
-        root = data_root()
-        if folder is None:
-            looked = f"$RETRIEVAL_LAB_DATA/{local_dir} (RETRIEVAL_LAB_DATA is not set)"
-        else:
-            looked = f"{folder} (RETRIEVAL_LAB_DATA={root})" if root is not None else str(folder)
-        raise CollectionError(f"dataset {name!r}: folder not found: {looked}, and no ir_datasets id is "
-                              f"configured. {DATA_HINT}")
+        raise CollectionError(f"dataset {name!r}: folder not found: {_looked_for(local_dir, folder)}, and no "
+                              f"ir_datasets id is configured. {DATA_HINT}")
     raise CollectionError(f"dataset {name!r}: set `path` or `local_dir` (a BEIR-layout folder) or an "
                           f"ir_datasets id. {DATA_HINT}")
 
 
+def _looked_for(local_dir: str, folder: Path | None) -> str:
+    if folder is None:
+        return f"$RETRIEVAL_LAB_DATA/{local_dir} (RETRIEVAL_LAB_DATA is not set)"
+    root = data_root()
+    return f"{folder} (RETRIEVAL_LAB_DATA={root})" if root is not None else str(folder)
+
+
 def _load_trec_files(cfg: Any) -> Collection:
     name = _get(cfg, "name")
-    missing = [f for f in ("corpus_path", "topics_path", "qrels_path") if not _get(cfg, f)]
+    corpus = _get(cfg, "corpus_path") or _get(cfg, "path")
+    topics = _get(cfg, "topics_path") or _get(cfg, "topics")
+    qrels = _plain(_get(cfg, "qrels_path") or _get(cfg, "qrels"))
+    missing = [f for f, v in (("path (the corpus file)", corpus), ("topics", topics), ("qrels", qrels)) if not v]
     if missing:
-        raise CollectionError(f"dataset {name!r}: the trec loader needs {missing}")
-    base = Path(_get(cfg, "path")).expanduser() if _get(cfg, "path") else data_root()
+        raise CollectionError(f"dataset {name!r}: the trec loader needs {', '.join(missing)}")
+    root = data_root()
 
     def resolve(p: str) -> Path:
         p = Path(p).expanduser()
-        return p if p.is_absolute() or base is None else base / p
+        if not p.is_absolute() and root is not None and (root / p).exists():
+            return root / p
+        return p
 
-    qrels = _plain(_get(cfg, "qrels_path"))
-    qrels = {s: resolve(q) for s, q in qrels.items()} if isinstance(qrels, dict) else resolve(qrels)
     splits = _splits(cfg)
-    if isinstance(qrels, dict) and splits is not None:
-        absent = [s for s in splits if s not in qrels]
-        if absent:
-            raise CollectionError(f"dataset {name!r}: splits {absent} have no entry in qrels_path ({sorted(qrels)})")
-        qrels = {s: qrels[s] for s in splits}
+    if isinstance(qrels, dict):
+        qrels = {str(s): resolve(q) for s, q in qrels.items()}
+        if splits is not None:
+            absent = [s for s in splits if s not in qrels]
+            if absent:
+                raise CollectionError(f"dataset {name!r}: splits {absent} have no entry in qrels ({sorted(qrels)})")
+            qrels = {s: qrels[s] for s in splits}
+        split = "test"
+    else:
+        qrels = resolve(qrels)
+        split = splits[0] if splits and len(splits) == 1 else (_get(cfg, "test_split") or "test")
     runs = _plain(_get(cfg, "runs")) or {}
     return load_trec(
-        resolve(_get(cfg, "corpus_path")), resolve(_get(cfg, "topics_path")), qrels, name=name,
-        split=splits[0] if splits and len(splits) == 1 else "test",
+        resolve(corpus), resolve(topics), qrels, name=name, split=split,
         rel_threshold=_get(cfg, "rel_threshold", 1), topic_field=_get(cfg, "topic_field", "title"),
         runs={k: resolve(v) for k, v in runs.items()}, unknown_docs=_get(cfg, "unknown_docs", "keep"),
     )

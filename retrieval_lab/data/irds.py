@@ -12,7 +12,7 @@ import difflib
 import hashlib
 import json
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from retrieval_lab.data.collection import Collection, Corpus, Doc, combine_fingerprints
@@ -65,9 +65,9 @@ def load_ir_datasets(
             )
     return collection_from_records(
         name=name or docs_id,
-        docs=_guarded(docs_ds.docs_iter(), docs_id),
-        queries={s: _guarded(ds.queries_iter(), ids[s]) for s, ds in datasets.items()},
-        qrels={s: _guarded(ds.qrels_iter(), ids[s]) for s, ds in datasets.items()},
+        docs=_guarded(docs_ds.docs_iter, docs_id),
+        queries={s: _guarded(ds.queries_iter, ids[s]) for s, ds in datasets.items()},
+        qrels={s: _guarded(ds.qrels_iter, ids[s]) for s, ds in datasets.items()},
         sources={"docs": docs_id, **{f"split:{s}": i for s, i in ids.items()}},
         rel_threshold=rel_threshold,
         unknown_docs=unknown_docs,
@@ -197,22 +197,24 @@ def _load(dataset_id: str):
         raise CollectionError(f"unknown ir_datasets id {dataset_id!r}.{hint} See https://ir-datasets.com") from None
 
 
-def _guarded(records: Iterable[Any], dataset_id: str) -> Iterator[Any]:
-    """Re-raise ir_datasets' own failures (typically a download with no network) as `CollectionError`."""
-    iterator = iter(records)
-    while True:
-        try:
-            record = next(iterator)
-        except StopIteration:
-            return
-        except CollectionError:
-            raise
-        except Exception as e:
-            raise CollectionError(
-                f"ir_datasets could not provide {dataset_id!r} ({type(e).__name__}: {e}). It downloads data on "
-                f"first use; without network access use a local BEIR-layout copy instead. {DATA_HINT}"
-            ) from e
-        yield record
+def _guarded(make_records: Callable[[], Iterable[Any]], dataset_id: str) -> Iterator[Any]:
+    """Iterate ``make_records()`` lazily, re-raising ir_datasets' own failures (typically a download with no
+    network, raised either when the iterator is made or while it runs) as `CollectionError`."""
+    try:
+        iterator = iter(make_records())
+        while True:
+            try:
+                record = next(iterator)
+            except StopIteration:
+                return
+            yield record
+    except CollectionError:
+        raise
+    except Exception as e:
+        raise CollectionError(
+            f"ir_datasets could not provide {dataset_id!r} ({type(e).__name__}: {e}). It downloads data on "
+            f"first use; without network access use a local BEIR-layout copy instead. {DATA_HINT}"
+        ) from e
 
 
 def _field(record: Any, name: str) -> str:
