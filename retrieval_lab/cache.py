@@ -135,7 +135,12 @@ def atomic_dir(final_path: str | os.PathLike) -> Iterator[Path]:
                 shutil.rmtree(final)
             else:
                 final.unlink()
-        os.replace(tmp, final)
+        try:
+            os.replace(tmp, final)
+        except OSError:
+            if not is_complete(final):  # lost a race to a writer that published the same key: keep theirs
+                raise
+            shutil.rmtree(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -82,6 +82,13 @@ def test_atomic_dir_keeps_a_finished_one_and_replaces_a_half_built_one(tmp_path)
         (tmp / "v").write_text("second")
     assert (final / "v").read_text() == "first" and os.listdir(tmp_path) == ["k"]
 
+    raced = tmp_path / "r"
+    with atomic_dir(raced) as ours:
+        with atomic_dir(raced) as theirs:  # another process publishes the same key while we build
+            (theirs / "v").write_text("theirs")
+        (ours / "v").write_text("ours")
+    assert (raced / "v").read_text() == "theirs" and sorted(os.listdir(tmp_path)) == ["k", "r"]
+
     half = tmp_path / "h"
     half.mkdir()
     (half / "junk").write_text("partial")  # left by a crashed non-atomic writer: no marker
