@@ -1,0 +1,357 @@
+"""BM25 index: one interface over two libraries (bm25s, rank_bm25), one tokeniser, Lucene's BM25.
+
+Scoring (``method="lucene"``: Lucene >= 8, Anserini, Pyserini; Kamphuis et al., ECIR 2020)::
+
+    score(q, d) = sum over query terms t (a repeated term counts again) of
+                  idf(t) * tf(t, d) / (tf(t, d) + k1 * (1 - b + b * |d| / avgdl))
+    idf(t)      = ln(1 + (N - df(t) + 0.5) / (df(t) + 0.5))          (always > 0)
+
+``|d|`` and ``avgdl`` count tokens after stop-word removal and stemming, exactly (Lucene stores document lengths
+lossily in one byte, which moves its scores slightly). Both backends get their tokens from
+:class:`~retrieval_lab.indexes.tokenize.Tokenizer`, so they index the same terms.
+
+Backends:
+
+- ``"bm25s"`` (fast): ``bm25s.BM25(method=...)`` indexes our token ids (its ``Tokenized`` input; it never
+  re-tokenises) into a sparse (term, doc) -> score matrix. A query is scored by bm25s's own
+  ``get_scores_from_ids`` (the sum of the query terms' columns), then :func:`_top_k` selects. Any bm25s ``method``
+  works: ``lucene``, ``robertson``, ``atire``, ``bm25l``, ``bm25+``.
+  ``bm25s_backend`` picks the column-sum kernel: ``"numba"`` (bm25s's JIT kernel, compiled with ``cache=True``
+  so a process pays ~1 s once per machine, then ~0.1 s to load it; ~4x faster than numpy on SciFact) or
+  ``"numpy"`` (``np.add.at``); ``"auto"`` (default) takes numba when it is installed. Same scores either way.
+  We do not call ``bm25s.BM25.retrieve``: its numpy path cuts ties at rank k arbitrarily and its numba path
+  JIT-compiles its kernels without caching in every process (~5 s, ~9 s with threads); see ``benchmarks/``.
+- ``"rank_bm25"`` (slow, pure Python scoring, a reference): rank_bm25's ``BM25Okapi`` with its idf replaced by
+  Lucene's and the constant ``(k1 + 1)`` factor of its tf part divided out, so that it gives bm25s ``lucene``'s
+  scores (to float32 rounding: bm25s stores float32). Plain ``BM25Okapi`` differs in the idf only:
+  ``ln((N - df + 0.5) / (df + 0.5))``, negative for a term in more than half of the documents, and those are
+  floored to ``0.25 * mean idf``; that changes rankings (measured in ``benchmarks/bench_bm25.py``).
+  Only ``method="lucene"`` with this backend.
+
+Results: ``search`` returns, per query, at most ``k`` ``(doc_id, score)`` pairs by descending score, ties in
+corpus order (also at the cut at rank k). Only documents that share a term with the query are returned (score
+> 0): bm25s would pad a short list with score-0 documents, in no meaningful order, and Lucene returns only
+matching documents. A query without any indexed term gets ``[]``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pickle
+from concurrent.futures import ThreadPoolExecutor
+from importlib.metadata import version as _pkg_version
+from pathlib import Path
+
+import numpy as np
+import rank_bm25
+from tqdm.auto import tqdm
+
+from retrieval_lab.indexes.tokenize import Tokenizer
+
+BACKENDS = ("bm25s", "rank_bm25")
+BM25S_METHODS = ("lucene", "robertson", "atire", "bm25l", "bm25+")
+BM25S_KERNELS = ("auto", "numba", "numpy")
+FORMAT = "retrieval_lab.bm25"
+FORMAT_VERSION = 1
+
+# Progress bars: ours appear only once a loop has run this long (tqdm's `delay`), so short calls stay quiet;
+# bm25s's own bars (no delay) only for corpora of at least _BM25S_BARS_MIN documents.
+_BAR_DELAY_S = 2.0
+_BM25S_BARS_MIN = 50_000
+_NO_HITS = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
+
+
+def _top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and scores of the ``k`` best documents with score > 0: descending score, ties by ascending index.
+
+    ``argpartition`` alone cuts a run of equal scores at rank ``k`` arbitrarily; when that happens (checked with
+    one pass over ``scores``) the tied documents kept are the first ones in corpus order.
+    """
+    n = len(scores)
+    if k < n:
+        cand = np.argpartition(scores, n - k)[n - k :]
+        kth = scores[cand].min()
+        if kth > 0 and np.count_nonzero(scores == kth) > np.count_nonzero(scores[cand] == kth):
+            above = np.flatnonzero(scores > kth)
+            cand = np.concatenate([above, np.flatnonzero(scores == kth)[: k - len(above)]])
+        cand = np.sort(cand[scores[cand] > 0])
+    else:
+        cand = np.flatnonzero(scores > 0)
+    top = scores[cand]
+    order = np.argsort(-top, kind="stable")  # cand is ascending, so equal scores stay in corpus order
+    return cand[order], top[order]
+
+
+_NUMBA_KERNEL = None
+
+
+def _numba_available() -> bool:
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return False
+    return not os.environ.get("NUMBA_DISABLE_JIT")
+
+
+def _bm25s_numba_kernel():
+    """bm25s's column-sum kernel compiled with numba's on-disk cache (bm25s compiles it uncached per process)."""
+    global _NUMBA_KERNEL
+    if _NUMBA_KERNEL is None:
+        from bm25s.scoring import _compute_relevance_from_scores_jit_ready
+        from numba import njit
+
+        _NUMBA_KERNEL = njit(cache=True, nogil=True)(_compute_relevance_from_scores_jit_ready)
+    return _NUMBA_KERNEL
+
+
+class LuceneBM25Okapi(rank_bm25.BM25Okapi):
+    """rank_bm25's ``BM25Okapi`` scoring Lucene's BM25: Lucene's idf, and no ``(k1 + 1)`` factor.
+
+    ``BM25Okapi.get_scores`` computes ``idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl / avgdl))``; dividing by
+    the constant ``(k1 + 1)`` leaves Lucene's tf part (the ranking is the same either way).
+    """
+
+    def _calc_idf(self, nd):
+        n = self.corpus_size
+        self.idf = {word: math.log(1.0 + (n - df + 0.5) / (df + 0.5)) for word, df in nd.items()}
+        self.average_idf = sum(self.idf.values()) / len(self.idf) if self.idf else 0.0
+
+    def get_scores(self, query):
+        return super().get_scores(query) / (self.k1 + 1.0)
+
+
+class BM25Index:
+    """A BM25 index over ``(doc_id, text)`` pairs; see the module docstring for the formula and the backends.
+
+    Args:
+        k1, b: BM25 parameters (defaults: Anserini's BEIR settings).
+        backend: ``"bm25s"`` or ``"rank_bm25"``.
+        stopwords: ``"en"`` (Lucene's 33 English stop words) or ``None``.
+        stemmer: a PyStemmer algorithm (``"english"``) or ``None``.
+        method: BM25 variant: ``"lucene"`` for both backends; bm25s also takes its other variants.
+        bm25s_backend: bm25s column-sum kernel, ``"auto"``, ``"numba"`` or ``"numpy"``. Speed only.
+        n_threads: threads that search queries in parallel (1: the calling thread; -1: all cores). Speed only;
+            the numba kernel releases the GIL, numpy's ``np.add.at`` and rank_bm25 mostly do not.
+
+    ``settings()`` holds what determines the scores (the cache key); speed options are left out of it.
+
+    Example:
+        >>> index = BM25Index()
+        >>> index.build(["d1", "d2"], ["cats purr", "dogs are running"], show_progress=False)
+        >>> [doc for doc, _ in index.search(["running dog"], k=10)[0]]
+        ['d2']
+    """
+
+    def __init__(
+        self,
+        k1: float = 0.9,
+        b: float = 0.4,
+        backend: str = "bm25s",
+        stopwords: str | None = "en",
+        stemmer: str | None = "english",
+        method: str = "lucene",
+        *,
+        bm25s_backend: str = "auto",
+        n_threads: int = 1,
+    ):
+        if backend not in BACKENDS:
+            raise ValueError(f"backend={backend!r}: expected one of {BACKENDS}")
+        if backend == "bm25s" and method not in BM25S_METHODS:
+            raise ValueError(f"method={method!r}: bm25s supports {BM25S_METHODS}")
+        if backend == "rank_bm25" and method != "lucene":
+            raise ValueError(f"method={method!r}: the rank_bm25 backend implements only 'lucene'")
+        if bm25s_backend not in BM25S_KERNELS:
+            raise ValueError(f"bm25s_backend={bm25s_backend!r}: expected one of {BM25S_KERNELS}")
+        if bm25s_backend == "numba" and not _numba_available():
+            raise ImportError("bm25s_backend='numba' needs numba (and NUMBA_DISABLE_JIT unset)")
+        if not (k1 >= 0 and 0 <= b <= 1):
+            raise ValueError(f"need k1 >= 0 and 0 <= b <= 1, got k1={k1}, b={b}")
+        self.k1 = float(k1)
+        self.b = float(b)
+        self.backend = backend
+        self.method = method
+        self.bm25s_backend = bm25s_backend
+        self.n_threads = int(n_threads)
+        self.tokenizer = Tokenizer(stopwords=stopwords, stemmer=stemmer)
+        self._doc_ids: list[str] | None = None
+        self._doc_ids_arr: np.ndarray | None = None
+        self._engine = None  # bm25s.BM25 or LuceneBM25Okapi
+        self._vocab: dict[str, int] | None = None  # bm25s: term -> column of its score matrix
+
+    # ------------------------------------------------------------------ description
+    def settings(self) -> dict:
+        """Everything that determines the scores, JSON-able: the index's cache key. Speed options are left out."""
+        return {
+            "index": "bm25",
+            "backend": self.backend,
+            "library_version": _pkg_version(self.backend),
+            "k1": self.k1,
+            "b": self.b,
+            "method": self.method,
+            **self.tokenizer.settings(),
+        }
+
+    @property
+    def num_docs(self) -> int:
+        return 0 if self._doc_ids is None else len(self._doc_ids)
+
+    @property
+    def doc_ids(self) -> list[str]:
+        self._check_built()
+        return list(self._doc_ids)
+
+    def __repr__(self) -> str:
+        return (
+            f"BM25Index(k1={self.k1}, b={self.b}, backend={self.backend!r}, stopwords={self.tokenizer.stopwords!r}, "
+            f"stemmer={self.tokenizer.stemmer!r}, method={self.method!r}, num_docs={self.num_docs})"
+        )
+
+    def _check_built(self):
+        if self._engine is None:
+            raise RuntimeError("BM25Index: build() or load() it before searching")
+
+    def _set_doc_ids(self, doc_ids):
+        self._doc_ids = [str(d) for d in doc_ids]
+        self._doc_ids_arr = np.array(self._doc_ids, dtype=object)
+
+    # ------------------------------------------------------------------ build
+    def build(self, doc_ids: list[str], texts: list[str], show_progress: bool = True) -> None:
+        """Index ``texts[i]`` under ``doc_ids[i]`` (unique ids). Replaces any previous content."""
+        doc_ids, texts = list(doc_ids), list(texts)
+        if len(doc_ids) != len(texts):
+            raise ValueError(f"{len(doc_ids)} doc ids but {len(texts)} texts")
+        if not doc_ids:
+            raise ValueError("cannot build a BM25 index over an empty corpus")
+        if len(set(doc_ids)) != len(doc_ids):
+            seen, dups = set(), []
+            for d in doc_ids:
+                if d in seen:
+                    dups.append(d)
+                seen.add(d)
+            raise ValueError(f"duplicate doc ids, e.g. {dups[:5]}")
+        tokens = self._tokenize(texts, show_progress, "BM25 tokenize docs")
+        if not any(tokens):
+            raise ValueError("no document has an indexable term")
+        if self.backend == "bm25s":
+            self._build_bm25s(tokens, show_progress)
+        else:
+            self._engine = LuceneBM25Okapi(tokens, k1=self.k1, b=self.b)
+        self._set_doc_ids(doc_ids)
+
+    def _tokenize(self, texts, show_progress, desc):
+        tok = self.tokenizer
+        return [tok(t) for t in tqdm(texts, desc=desc, unit="text", delay=_BAR_DELAY_S, disable=not show_progress)]
+
+    def _build_bm25s(self, tokens, show_progress):
+        import bm25s
+        from bm25s.tokenization import Tokenized
+
+        vocab: dict[str, int] = {}
+        ids = [[vocab.setdefault(t, len(vocab)) for t in doc] for doc in tokens]
+        engine = bm25s.BM25(k1=self.k1, b=self.b, method=self.method)
+        engine.index(
+            Tokenized(ids=ids, vocab=vocab),
+            create_empty_token=False,  # we never send bm25s a query without indexed terms
+            show_progress=show_progress and len(tokens) >= _BM25S_BARS_MIN,
+        )
+        self._attach_bm25s(engine)
+
+    def _attach_bm25s(self, engine):
+        kernel = self.bm25s_backend
+        if kernel == "numba" or (kernel == "auto" and _numba_available()):
+            engine._compute_relevance_from_scores = _bm25s_numba_kernel()  # what bm25s's compile() swaps in
+        self._engine, self._vocab = engine, engine.vocab_dict
+
+    # ------------------------------------------------------------------ search
+    def search(self, queries: list[str], k: int, show_progress: bool = True) -> list[list[tuple[str, float]]]:
+        """Top-``k`` ``(doc_id, score)`` per query: descending score, ties in corpus order, scores > 0 only."""
+        self._check_built()
+        if isinstance(queries, str):
+            raise TypeError("search() takes a list of query strings, not one string")
+        k = int(k)
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        k = min(k, self.num_docs)
+        tokens = self._tokenize(list(queries), show_progress, "BM25 tokenize queries")
+        if self.backend == "bm25s":
+            vocab, engine = self._vocab, self._engine
+            queries_ = [[vocab[t] for t in q if t in vocab] for q in tokens]
+            score = engine.get_scores_from_ids
+        else:
+            queries_, score = tokens, self._engine.get_scores
+
+        def one(q):
+            return _top_k(score(q), k) if q else _NO_HITS
+
+        threads = (os.cpu_count() or 1) if self.n_threads == -1 else max(1, self.n_threads)
+        bar = dict(total=len(queries_), desc="BM25 search", unit="query", delay=_BAR_DELAY_S, disable=not show_progress)
+        if threads == 1 or len(queries_) < 2:
+            tops = [one(q) for q in tqdm(queries_, **bar)]
+        else:
+            with ThreadPoolExecutor(max_workers=threads) as pool:
+                tops = list(tqdm(pool.map(one, queries_, chunksize=16), **bar))
+        ids = self._doc_ids_arr
+        return [list(zip(ids[docs], scores.tolist())) for docs, scores in tops]
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the index into directory ``path`` (created if missing, may exist; our files in it are replaced).
+
+        Not atomic by itself: to publish under a final name, save into ``retrieval_lab.cache.atomic_dir``.
+        Layout: ``meta.json`` (format, settings, speed options), ``doc_ids.json``, and ``bm25s/`` (bm25s's own
+        ``save``) or ``rank_bm25.pkl`` (a pickle of the rank_bm25 object).
+        """
+        self._check_built()
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        if self.backend == "bm25s":
+            self._engine.save(path / "bm25s", show_progress=False)
+        else:
+            with open(path / "rank_bm25.pkl", "wb") as f:
+                pickle.dump(self._engine, f, protocol=pickle.HIGHEST_PROTOCOL)
+        with open(path / "doc_ids.json", "w", encoding="utf-8") as f:
+            json.dump(self._doc_ids, f, ensure_ascii=False)
+        meta = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "num_docs": self.num_docs,
+            "settings": self.settings(),
+            "options": {"bm25s_backend": self.bm25s_backend, "n_threads": self.n_threads},
+        }
+        with open(path / "meta.json", "w", encoding="utf-8") as f:
+            json.dump(meta, f, indent=2)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, **options) -> BM25Index:
+        """Load a saved index; ``options`` override the saved speed options (``bm25s_backend``, ``n_threads``)."""
+        path = Path(path)
+        meta_path = path / "meta.json"
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"no BM25 index at {path} (missing meta.json)")
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
+            raise ValueError(
+                f"{path}: expected a {FORMAT} v{FORMAT_VERSION} index, found {meta.get('format')!r} "
+                f"v{meta.get('format_version')!r}"
+            )
+        s = meta["settings"]
+        index = cls(
+            k1=s["k1"], b=s["b"], backend=s["backend"], stopwords=s["stopwords"], stemmer=s["stemmer"],
+            method=s["method"], **{**meta.get("options", {}), **options},
+        )
+        ours = index.tokenizer.settings()
+        if ours != {key: s.get(key) for key in ours}:
+            raise ValueError(f"{path}: built with tokenizer settings {s}, this code tokenises as {ours}: rebuild it")
+        if index.backend == "bm25s":
+            import bm25s
+
+            index._attach_bm25s(bm25s.BM25.load(path / "bm25s", show_progress=False))
+        else:
+            with open(path / "rank_bm25.pkl", "rb") as f:
+                index._engine = pickle.load(f)
+        index._set_doc_ids(json.loads((path / "doc_ids.json").read_text(encoding="utf-8")))
+        if index.num_docs != meta["num_docs"]:
+            raise ValueError(f"{path}: doc_ids.json has {index.num_docs} ids, meta.json says {meta['num_docs']}")
+        return index
