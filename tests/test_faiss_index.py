@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pytest
 
-from retrieval_lab.indexes.faiss_index import FaissIndex
+from retrieval_lab.indexes.faiss_index import FaissIndex, _default_threads
+
+# One faiss thread: on an oversubscribed CI box (parallel pytest, other jobs) OpenMP's
+# spinning barriers make 2 threads several times slower than 1.
+make = partial(FaissIndex, threads=1)
 
 
 def _unit(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
@@ -54,7 +60,7 @@ def _recall_at_10(results, exact, ids):
 def test_flat_equals_bruteforce(small, metric):
     docs, queries, ids = small
     k = 50
-    idx = FaissIndex("Flat", metric=metric).build(docs, ids)
+    idx = make("Flat", metric=metric).build(docs, ids)
     results = idx.search(queries, k)
     order, scores = _brute(docs, queries, k, metric)
     assert len(results) == len(queries)
@@ -67,13 +73,28 @@ def test_flat_equals_bruteforce(small, metric):
 
 def test_hnsw_recall(medium):
     docs, queries, ids, exact = medium
-    idx = FaissIndex("HNSW32", metric="ip", ef_search=128).build(docs, ids)
+    idx = make("HNSW32", metric="ip", ef_search=128).build(docs, ids)
     assert _recall_at_10(idx.search(queries, 10), exact, ids) >= 0.95
+
+
+def test_hnsw_k_above_ef_search_returns_k(medium):
+    """faiss alone returns padding (-1) when k > efSearch; we search with efSearch = k."""
+    docs, queries, ids, _ = medium
+    idx = make("HNSW32", ef_search=16).build(docs, ids)
+    k, q = 1000, queries[:5]
+    res = idx.search(q, k)
+    assert [len(r) for r in res] == [k] * len(q)
+    exact = np.argsort(-(q @ docs.T), axis=1)[:, :k]
+    recall = np.mean([len({d for d, _ in r} & {ids[j] for j in e}) / k for r, e in zip(res, exact)])
+    assert recall >= 0.95
+    assert idx.index.hnsw.efSearch == 16  # the index's own setting is untouched
+    _, pos = idx.index.search(q, k)
+    assert (pos < 0).any()  # what plain faiss does with this index
 
 
 def test_ivf_recall(medium):
     docs, queries, ids, exact = medium
-    idx = FaissIndex("IVF16,Flat", metric="ip", nprobe=16).build(docs, ids)
+    idx = make("IVF16,Flat", metric="ip", nprobe=16).build(docs, ids)
     assert _recall_at_10(idx.search(queries, 10), exact, ids) >= 0.95
     # nprobe can be lowered after the fact; recall may drop but results stay well formed
     idx.set_search_params(nprobe=1)
@@ -83,7 +104,7 @@ def test_ivf_recall(medium):
 
 def test_ivfpq_builds_and_searches(medium):
     docs, queries, ids, _ = medium
-    idx = FaissIndex("IVF16,PQ8x4", metric="ip", nprobe=4).build(docs, ids)
+    idx = make("IVF16,PQ8x4", metric="ip", nprobe=4).build(docs, ids)
     res = idx.search(queries[:3], 5)
     assert [len(r) for r in res] == [5, 5, 5]
     assert idx.bytes_per_vector() < 32 * 4  # compressed: far below float32 storage
@@ -91,7 +112,7 @@ def test_ivfpq_builds_and_searches(medium):
 
 def test_train_size_subsamples(medium):
     docs, queries, ids, exact = medium
-    idx = FaissIndex("IVF16,Flat", nprobe=16, train_size=1000).build(docs, ids)
+    idx = make("IVF16,Flat", nprobe=16, train_size=1000).build(docs, ids)
     assert len(idx) == len(docs)
     assert _recall_at_10(idx.search(queries, 10), exact, ids) >= 0.95
 
@@ -99,14 +120,14 @@ def test_train_size_subsamples(medium):
 def test_too_many_lists_is_a_clear_error(small):
     docs, _, ids = small
     with pytest.raises(ValueError) as err:
-        FaissIndex("IVF1024,Flat").build(docs, ids)
+        make("IVF1024,Flat").build(docs, ids)
     msg = str(err.value)
     assert "'IVF1024,Flat'" in msg and "1000 vectors" in msg and "IVF25,Flat" in msg
 
 
 def test_padding_ids_are_skipped(small):
     docs, queries, ids = small
-    idx = FaissIndex("Flat").build(docs[:5], ids[:5])
+    idx = make("Flat").build(docs[:5], ids[:5])
     res = idx.search(queries[:2], 10)
     assert [len(r) for r in res] == [5, 5]
     assert all(d in ids[:5] for r in res for d, _ in r)
@@ -116,7 +137,7 @@ def test_padding_ids_are_skipped(small):
 
 def test_search_run_matches_search(small):
     docs, queries, ids = small
-    idx = FaissIndex("Flat", metric="l2").build(docs, ids)
+    idx = make("Flat", metric="l2").build(docs, ids)
     qids = [f"q{i}" for i in range(len(queries))]
     run = idx.search_run(qids, queries, 7)
     res = idx.search(queries, 7)
@@ -128,25 +149,25 @@ def test_search_run_matches_search(small):
                                         ("IVF16,Flat", {"nprobe": 4})])
 def test_save_load_roundtrip(tmp_path, medium, factory, kw):
     docs, queries, ids, _ = medium
-    idx = FaissIndex(factory, metric="l2", **kw).build(docs, ids)
+    idx = make(factory, metric="l2", **kw).build(docs, ids)
     before = idx.search(queries, 20)
     idx.save(tmp_path / "idx")
-    loaded = FaissIndex.load(tmp_path / "idx")
+    loaded = FaissIndex.load(tmp_path / "idx", threads=1)
     assert loaded.settings() == idx.settings()
     assert loaded.search(queries, 20) == before
     # saving again over an existing directory replaces it
     loaded.save(tmp_path / "idx")
-    assert FaissIndex.load(tmp_path / "idx").search(queries, 20) == before
+    assert FaissIndex.load(tmp_path / "idx", threads=1).search(queries, 20) == before
     assert [p.name for p in tmp_path.iterdir()] == ["idx"]  # no temp/old dirs left behind
 
 
 def test_load_refuses_incomplete_dir(tmp_path, small):
     docs, _, ids = small
-    idx = FaissIndex("Flat").build(docs, ids)
+    idx = make("Flat").build(docs, ids)
     idx.save(tmp_path / "idx")
     (tmp_path / "idx" / "_COMPLETE").unlink()  # as if the write had stopped half-way
     with pytest.raises(FileNotFoundError, match="not a complete FAISS index"):
-        FaissIndex.load(tmp_path / "idx")
+        FaissIndex.load(tmp_path / "idx", threads=1)
     with pytest.raises(FileNotFoundError, match="not a complete"):
         FaissIndex.load(tmp_path / "never-written")
 
@@ -155,7 +176,7 @@ def test_interrupted_save_leaves_nothing(tmp_path, small, monkeypatch):
     import faiss
 
     docs, _, ids = small
-    idx = FaissIndex("Flat").build(docs, ids)
+    idx = make("Flat").build(docs, ids)
 
     def boom(*a, **k):
         raise OSError("disk full")
@@ -177,19 +198,24 @@ def test_use_gpu_without_gpu(small):
     if faiss.get_num_gpus() > 0:
         pytest.skip("a GPU is present")
     with pytest.raises(RuntimeError, match="GPU"):
-        FaissIndex("Flat", use_gpu=True).build(docs, ids)
-    auto = FaissIndex("Flat", use_gpu="auto").build(docs, ids)
+        make("Flat", use_gpu=True).build(docs, ids)
+    auto = make("Flat", use_gpu="auto").build(docs, ids)
     assert not auto.on_gpu and len(auto.search(docs[:1], 1)[0]) == 1
 
 
 def test_wrong_param_and_dim_errors(small):
     docs, queries, ids = small
     with pytest.raises(ValueError, match="nprobe"):
-        FaissIndex("Flat", nprobe=4).build(docs, ids)
+        make("Flat", nprobe=4).build(docs, ids)
     with pytest.raises(ValueError, match="metric"):
-        FaissIndex("Flat", metric="cos")
-    idx = FaissIndex("Flat").build(docs, ids)
+        make("Flat", metric="cos")
+    idx = make("Flat").build(docs, ids)
     with pytest.raises(ValueError, match="dim"):
         idx.search(queries[:, :16], 5)
     with pytest.raises(ValueError, match="duplicates"):
-        FaissIndex("Flat").build(docs[:2], ["a", "a"])
+        make("Flat").build(docs[:2], ["a", "a"])
+
+
+def test_threads_default_to_all_cores():
+    assert FaissIndex("Flat").threads == _default_threads() >= 1
+    assert make("Flat").threads == 1

@@ -79,7 +79,9 @@ class FaissIndex:
             otherwise (or when the index type has no GPU version, e.g. HNSW) stays on CPU.
             Training and adding happen on CPU; the index moves afterwards.
         nprobe: IVF lists visited per query (faiss's default is 1: low recall).
-        ef_search: HNSW candidate-list size at search time (faiss uses max(ef_search, k)).
+        ef_search: HNSW candidate-list size at search time (faiss's default is 16). A search
+            with k > ef_search runs with ef_search = k, as hnswlib does: faiss itself would
+            return fewer than k results (padding) with poor recall.
         train_size: train on a random sample of this many vectors (default: all).
         threads: faiss OpenMP threads for build and search (default: all cores available
             to this process). faiss's setting is process-wide; it is applied before each call.
@@ -113,6 +115,7 @@ class FaissIndex:
         self.seed = seed
         self.index: faiss.Index | None = None  # the raw faiss index (GPU one when on GPU)
         self.on_gpu = False
+        self._hnsw = None
         self._ids: list[str] = []
         self._ids_arr = np.empty(0, dtype=object)
 
@@ -237,6 +240,8 @@ class FaissIndex:
                     warnings.warn(f"{self.factory!r} stays on CPU: no GPU version ({e})",
                                   stacklevel=3)
         self.index = index
+        # a bare HNSW index (not IVF-with-HNSW-quantizer): its efSearch is raised to k per call
+        self._hnsw = index.hnsw if isinstance(index, faiss.IndexHNSW) else None
         self.set_search_params(nprobe=self.nprobe, ef_search=self.ef_search)
 
     def set_search_params(self, nprobe: int | None = None, ef_search: int | None = None) -> None:
@@ -257,6 +262,15 @@ class FaissIndex:
             setattr(self, name, value)
 
     # ------------------------------------------------------------------ search
+    def search_parameters(self, k: int) -> faiss.SearchParameters | None:
+        """Per-call faiss parameters for a top-k search: for HNSW with efSearch < k,
+        efSearch = k; otherwise None (the index's own settings apply)."""
+        if self._hnsw is not None and self._hnsw.efSearch < k:
+            params = faiss.SearchParametersHNSW()
+            params.efSearch = k
+            return params
+        return None
+
     def search_arrays(self, query_emb: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Raw search: (scores float32 [m, k], positions int64 [m, k]), best first.
 
@@ -270,7 +284,8 @@ class FaissIndex:
         if q.shape[1] != index.d:
             raise ValueError(f"query dim {q.shape[1]} != index dim {index.d}")
         faiss.omp_set_num_threads(self.threads)
-        scores, pos = index.search(q, k)
+        params = self.search_parameters(k)
+        scores, pos = index.search(q, k) if params is None else index.search(q, k, params=params)
         if self.metric == "l2":
             np.negative(scores, out=scores)
         return scores, pos
