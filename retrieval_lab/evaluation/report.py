@@ -30,7 +30,8 @@ def metrics_table(
 ) -> str:
     """Systems (or stages) x metrics, ``decimals`` places; the best value per column in bold (markdown, latex).
 
-    Higher is better for every metric. Ties at the shown precision are all bold; a missing value shows as "-".
+    Higher is better for every metric. Ties at the shown precision are all bold; nothing is bold in a one-row
+    table; a missing value shows as "-". LaTeX output is a booktabs ``tabular`` (``\\usepackage{booktabs}``).
     """
     if fmt not in ("markdown", "latex", "plain"):
         raise ValueError(f"fmt={fmt!r}: expected 'markdown', 'latex' or 'plain'")
@@ -62,7 +63,7 @@ def metrics_table(
 
     if fmt == "markdown":
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" + "---:|" * len(metrics)]
-        lines += ["| " + " | ".join(r) + " |" for r in body]
+        lines += ["| " + " | ".join([r[0].replace("|", "\\|")] + r[1:]) + " |" for r in body]
         return "\n".join(lines)
     if fmt == "latex":
         lines = [
