@@ -11,8 +11,8 @@ DATA = Path(os.environ.get("RETRIEVAL_LAB_DATA") or Path(__file__).resolve().par
 DL19 = DATA / "trec-dl-2019-passage"
 
 
-def test_ranked_sorts_by_score_then_docid():
-    assert ranked({"b": 1.0, "a": 1.0, "c": 3.0, "d": -2}) == [("c", 3.0), ("a", 1.0), ("b", 1.0), ("d", -2.0)]
+def test_ranked_sorts_by_score_then_docid_descending_like_trec_eval():
+    assert ranked({"b": 1.0, "a": 1.0, "c": 3.0, "d": -2}) == [("c", 3.0), ("b", 1.0), ("a", 1.0), ("d", -2.0)]
     assert ranked({}) == []
     with pytest.raises(ValueError, match="'x' is NaN"):
         ranked({"x": float("nan")})

@@ -2,7 +2,7 @@
 
 TREC format: one line per (query, document): ``qid Q0 docid rank score tag``. Ranks in a file are ignored
 on reading (as trec_eval does); order comes from the scores. On writing, documents are sorted by score
-descending, ties broken by docid ascending, ranks from 1; queries keep the run's (insertion) order, so
+descending, ties broken by docid descending (trec_eval), ranks from 1; queries keep the run's (insertion) order, so
 reading and re-writing a file sorted that way reproduces it byte for byte.
 """
 
@@ -72,12 +72,15 @@ def read_trec_run(
 
 
 def ranked(scores: Mapping[str, float]) -> list[tuple[str, float]]:
-    """``(docid, score)`` pairs by score descending, ties broken by docid ascending."""
+    """``(docid, score)`` pairs by score descending, ties broken by docid descending.
+
+    That is trec_eval's order (and what ``retrieval_lab.evaluation`` hands to ranx), so a cut at depth k
+    keeps exactly the documents a metric@k sees."""
     items = [(str(d), float(s)) for d, s in scores.items()]
     for docid, score in items:
         if math.isnan(score):
             raise ValueError(f"score of document {docid!r} is NaN")
-    items.sort(key=lambda kv: (-kv[1], kv[0]))
+    items.sort(key=lambda kv: (kv[1], kv[0]), reverse=True)
     return items
 
 
