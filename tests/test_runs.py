@@ -33,8 +33,8 @@ def test_write_then_read_round_trips(tmp_path):
     lines = path.read_text().splitlines()
     assert lines == [
         "q2 Q0 d2 1 2.0 mine",
-        "q2 Q0 d1 2 0.5 mine",  # tie broken by docid
-        "q2 Q0 d3 3 0.5 mine",
+        "q2 Q0 d3 2 0.5 mine",  # tie broken by docid, descending (trec_eval order)
+        "q2 Q0 d1 3 0.5 mine",
         "q1 Q0 d8 1 1e-12 mine",
         "q1 Q0 d9 2 -1.25 mine",
     ]
