@@ -79,6 +79,13 @@ def run_pipeline(cfg: DictConfig) -> float:
     (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
 
     logger = build_logger(cfg, out)
+    try:
+        return _run(cfg, out, logger)
+    finally:
+        logger.finish()  # closes the W&B run (and prints where an offline run is) even when a stage fails
+
+
+def _run(cfg: DictConfig, out: Path, logger) -> float:
     logger.log_config(OmegaConf.to_container(cfg, resolve=True))
     collection = load_collection(cfg.dataset)
     split = cfg.dataset.test_split
@@ -158,7 +165,6 @@ def run_pipeline(cfg: DictConfig) -> float:
         ],
     )
     logger.log_artifact("runs", "run", run_paths)
-    logger.finish()
     return float(rows[last][main_metric])
 
 

@@ -105,5 +105,4 @@ class BiEncoderRetriever(Retriever):
             show_progress=False,
         )
         q = np.ascontiguousarray(q.float().numpy() if hasattr(q, "numpy") else q, dtype=np.float32)
-        hits = index.search(q, int(self.cfg.k))
-        return {qid: dict(h) for qid, h in zip(qids, hits)}
+        return index.search_run(qids, q, int(self.cfg.k))
