@@ -1,0 +1,72 @@
+"""The whole run through the real entry point (`python run.py ...`): files written, figures reproduced."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from retrieval_lab.data import EMBEDDED_ROOT, load_beir, read_trec_run
+from tests.conftest import ROOT, needs_data
+
+
+def run_py(tmp_path, *args, timeout=300):
+    out = tmp_path / "run"
+    env_args = [f"hydra.run.dir={out}", f"cache_dir={tmp_path / 'cache'}"]
+    result = subprocess.run(
+        [sys.executable, "run.py", *args, *env_args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out, result.stdout
+
+
+def test_bm25_on_the_embedded_collection_writes_every_output(tmp_path):
+    out, stdout = run_py(tmp_path, "retriever=bm25", "logger=none")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) == {"bm25"}
+    assert set(metrics["bm25"]) == {"ndcg@10", "mrr@10", "map", "recall@100", "recall@1000"}
+    assert 0.3 < metrics["bm25"]["ndcg@10"] < 0.95  # the toy collection is neither trivial nor broken
+    assert f"{metrics['bm25']['ndcg@10']:.4f}" in stdout  # the printed table shows the same figure
+    n = len(load_beir(EMBEDDED_ROOT / "toy").topics("test"))
+    run = read_trec_run(out / "runs" / "bm25.trec")
+    assert 0.9 * n <= len(run) <= n and all(0 < len(docs) <= 1000 for docs in run.values())
+    per_query = (out / "per_query.tsv").read_text().splitlines()
+    assert len(per_query) == 1 + 5 * n  # header + metric x query (queries BM25 finds nothing for score 0)
+    assert "retriever" in (out / "config.yaml").read_text()
+    # the index is cached: a second run reuses it
+    out2, _ = run_py(tmp_path, "retriever=bm25", "logger=none")
+    assert json.loads((out2 / "metrics.json").read_text()) == metrics
+
+
+@needs_data("trec-dl-2019-passage")
+def test_trec_dl_2019_bundled_run_reproduces_published_ndcg(tmp_path):
+    out, _ = run_py(tmp_path, "dataset=trec_dl_2019", "logger=none")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert round(metrics["run:bm25_top100"]["ndcg@10"], 4) == 0.5058
+
+
+@needs_data("scifact")
+def test_scifact_bm25_reaches_pyserini_level(tmp_path):
+    out, _ = run_py(tmp_path, "dataset=scifact", "retriever=bm25", "logger=none")
+    assert json.loads((out / "metrics.json").read_text())["bm25"]["ndcg@10"] >= 0.67
+
+
+def test_sweep_runs_one_job_per_value(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = subprocess.run(
+        [sys.executable, "run.py", "-m", "retriever=bm25", "retriever.k1=0.6,0.9,1.2", "logger=none",
+         f"hydra.sweep.dir={sweep}", f"cache_dir={tmp_path / 'cache'}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = sorted(p.parent for p in sweep.glob("*/metrics.json"))
+    assert len(jobs) == 3
+    values = [json.loads((j / "metrics.json").read_text())["bm25"]["ndcg@10"] for j in jobs]
+    assert len(set(values)) > 1  # k1 changes the ranking
+
+
+def test_wandb_logger_writes_an_offline_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb"))
+    out, stdout = run_py(tmp_path, "retriever=bm25", "logger=wandb")
+    assert list((tmp_path / "wandb").rglob("*.wandb")) or list(out.rglob("*.wandb"))
