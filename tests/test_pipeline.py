@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from retrieval_lab.evaluation.sweep import holm, summarize
 from retrieval_lab.data import EMBEDDED_ROOT, load_beir, read_trec_run
 from tests.conftest import ROOT, needs_data
 
@@ -63,6 +64,15 @@ def test_sweep_runs_one_job_per_value(tmp_path):
     assert len(jobs) == 3
     values = [json.loads((j / "metrics.json").read_text())["bm25"]["ndcg@10"] for j in jobs]
     assert len(set(values)) > 1  # k1 changes the ranking
+    table = summarize(sweep)
+    for k1, value in zip(["0.6", "0.9", "1.2"], values):
+        assert f"retriever.k1={k1}" in table and f"{value:.4f}" in table
+    assert "Holm-corrected over 2 comparisons" in table
+
+
+def test_holm_correction_by_hand():
+    # sorted: 0.01*3 = 0.03; 0.03*2 = 0.06; 0.04*1 = 0.04 -> monotone 0.06
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
 
 
 def test_wandb_logger_writes_an_offline_run(tmp_path, monkeypatch):
