@@ -23,6 +23,8 @@ from retrieval_lab.evaluation import evaluate, metrics_table, paired_test, write
 from retrieval_lab.retrievers import build_stage
 
 log = logging.getLogger("retrieval_lab")
+for _noisy in ("faiss.loader", "bm25s", "numba", "urllib3", "httpx"):
+    logging.getLogger(_noisy).setLevel(logging.WARNING)
 
 
 def seed_everything(seed: int) -> None:

@@ -22,17 +22,20 @@ class CrossEncoderReranker(Reranker):
         if self.cfg.train.enabled:
             from retrieval_lab.training.stages import train_reranker
 
-            path = train_reranker(self.cfg, self.ctx, path, first_stage)
+            path = train_reranker(self.cfg, self.ctx, path, first_stage, self.load_model)
         self.model_path = str(path)
+
+    def load_model(self, path: str):
+        from retrieval_lab.models import CrossEncoder
+
+        return CrossEncoder.from_pretrained(path, max_length=self.cfg.max_length)
 
     @property
     def model(self):
         if self._model is None:
-            from retrieval_lab.models import CrossEncoder
-
             if self.model_path is None:
                 self.prepare(None)
-            self._model = CrossEncoder.from_pretrained(self.model_path, max_length=self.cfg.max_length)
+            self._model = self.load_model(self.model_path)
             self._model.eval()
         return self._model
 

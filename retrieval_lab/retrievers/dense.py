@@ -39,29 +39,33 @@ class BiEncoderRetriever(Retriever):
     @property
     def model(self):
         if self._model is None:
-            from retrieval_lab.models import BiEncoder
             from retrieval_lab.models.backbone import resolve_backbone
 
             path = resolve_backbone(self.cfg.model)
             if self.cfg.train.enabled:
                 path = self._train(path)
             self._model_path = str(path)
-            self._model = BiEncoder.from_pretrained(
-                path,
-                pooling=self.cfg.pooling,
-                similarity=self.cfg.similarity,
-                segment_ids=self.cfg.segment_ids,
-                query_max_length=self.cfg.query_max_length,
-                doc_max_length=self.cfg.doc_max_length,
-            )
+            self._model = self.load_model(path)
             self._model.eval()
         return self._model
+
+    def load_model(self, path: str):
+        from retrieval_lab.models import BiEncoder
+
+        return BiEncoder.from_pretrained(
+            path,
+            pooling=self.cfg.pooling,
+            similarity=self.cfg.similarity,
+            segment_ids=self.cfg.segment_ids,
+            query_max_length=self.cfg.query_max_length,
+            doc_max_length=self.cfg.doc_max_length,
+        )
 
     def _train(self, path: str) -> str:
         from retrieval_lab.training.stages import train_retriever
 
         negatives = build_stage(self.cfg.negatives, self.ctx) if self.cfg.train.num_hard_negatives > 0 else None
-        return train_retriever(self.cfg, self.ctx, path, negatives)
+        return train_retriever(self.cfg, self.ctx, path, negatives, self.load_model)
 
     @property
     def precision(self) -> str:
