@@ -13,19 +13,21 @@ lossily in one byte, which moves its scores slightly). Both backends get their t
 Backends:
 
 - ``"bm25s"`` (fast): ``bm25s.BM25(method=...)`` indexes our token ids (its ``Tokenized`` input; it never
-  re-tokenises) into a sparse (term, doc) -> score matrix. A query is scored by bm25s's own
-  ``get_scores_from_ids`` (the sum of the query terms' columns), then :func:`_top_k` selects. Any bm25s ``method``
-  works: ``lucene``, ``robertson``, ``atire``, ``bm25l``, ``bm25+``.
-  ``bm25s_backend`` picks the column-sum kernel: ``"numba"`` (bm25s's JIT kernel, compiled with ``cache=True``
-  so a process pays ~1 s once per machine, then ~0.1 s to load it; ~4x faster than numpy on SciFact) or
-  ``"numpy"`` (``np.add.at``); ``"auto"`` (default) takes numba when it is installed. Same scores either way.
-  We do not call ``bm25s.BM25.retrieve``: its numpy path cuts ties at rank k arbitrarily and its numba path
-  JIT-compiles its kernels without caching in every process (~5 s, ~9 s with threads); see ``benchmarks/``.
-- ``"rank_bm25"`` (slow, pure Python scoring, a reference): rank_bm25's ``BM25Okapi`` with its idf replaced by
+  re-tokenises) into a sparse (term, doc) -> score matrix. A query is scored by bm25s's ``get_scores_from_ids``
+  (the sum of the query terms' columns), then :func:`_top_k` selects. Any bm25s ``method`` works: ``lucene``,
+  ``robertson``, ``atire``, ``bm25l``, ``bm25+``. ``bm25s_backend`` picks the column-sum kernel: ``"numba"``
+  (bm25s's own kernel, JIT-compiled with numba's on-disk cache: ~5x faster than numpy on SciFact), ``"numpy"``
+  (bm25s's ``np.add.at``), or ``"auto"`` (default: numba when installed). Same scores either way.
+  We do not call ``bm25s.BM25.retrieve``: its numpy top-k cuts ties at rank k arbitrarily, and its numba path
+  compiles its kernels without a cache in every process (~5 s, ~9 s with threads; measured in
+  ``benchmarks/bench_bm25.py``), more than the whole SciFact test search takes.
+- ``"rank_bm25"`` (slow, pure-Python scoring; a reference): rank_bm25's ``BM25Okapi`` with its idf replaced by
   Lucene's and the constant ``(k1 + 1)`` factor of its tf part divided out, so that it gives bm25s ``lucene``'s
-  scores (to float32 rounding: bm25s stores float32). Plain ``BM25Okapi`` differs in the idf only:
-  ``ln((N - df + 0.5) / (df + 0.5))``, negative for a term in more than half of the documents, and those are
-  floored to ``0.25 * mean idf``; that changes rankings (measured in ``benchmarks/bench_bm25.py``).
+  scores (to float32 rounding: bm25s stores float32). Plain ``BM25Okapi`` differs in the idf (the ``(k1 + 1)``
+  factor does not change rankings): ``ln(x)`` instead of ``ln(1 + x)``, ``x = (N - df + 0.5) / (df + 0.5)``,
+  about the same for rare terms (``1/x`` apart) but lower for common ones, and negative for a term in more than
+  half of the documents, which BM25Okapi then floors to ``0.25 * mean idf``: on SciFact "we" (df 3,439 of
+  5,183) gets 1.82 where Lucene gives 0.41. That costs 0.003 nDCG@10 on SciFact (``benchmarks/bench_bm25.py``).
   Only ``method="lucene"`` with this backend.
 
 Results: ``search`` returns, per query, at most ``k`` ``(doc_id, score)`` pairs by descending score, ties in
@@ -36,6 +38,8 @@ matching documents. A query without any indexed term gets ``[]``.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import math
 import os
@@ -66,9 +70,18 @@ _NO_HITS = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
 def _top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices and scores of the ``k`` best documents with score > 0: descending score, ties by ascending index.
 
-    ``argpartition`` alone cuts a run of equal scores at rank ``k`` arbitrarily; when that happens (checked with
-    one pass over ``scores``) the tied documents kept are the first ones in corpus order.
+    float32 scores (bm25s): each positive score and its index are packed into one int64 key that orders the same
+    way (the bits of a positive float32 order as its value), so a partition and a sort of the keys select and
+    order in one go. Other dtypes (rank_bm25's float64): ``argpartition``, fixing up a run of equal scores cut
+    at rank ``k`` (kept in corpus order), then a stable sort.
     """
+    if scores.dtype == np.float32:
+        pos = np.flatnonzero(scores > 0)
+        keys = (scores[pos].view(np.int32).astype(np.int64) << 32) | (_IDX_MASK - pos)
+        if len(keys) > k:
+            keys = np.partition(keys, len(keys) - k)[len(keys) - k :]
+        docs = _IDX_MASK - (np.sort(keys)[::-1] & _IDX_MASK)
+        return docs, scores[docs]
     n = len(scores)
     if k < n:
         cand = np.argpartition(scores, n - k)[n - k :]
@@ -84,7 +97,7 @@ def _top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return cand[order], top[order]
 
 
-_NUMBA_KERNEL = None
+_IDX_MASK = np.int64(0xFFFFFFFF)
 
 
 def _numba_available() -> bool:
@@ -95,15 +108,35 @@ def _numba_available() -> bool:
     return not os.environ.get("NUMBA_DISABLE_JIT")
 
 
-def _bm25s_numba_kernel():
-    """bm25s's column-sum kernel compiled with numba's on-disk cache (bm25s compiles it uncached per process)."""
-    global _NUMBA_KERNEL
-    if _NUMBA_KERNEL is None:
+_numba_scorer = None
+
+
+def _bm25s_numba_scorer():
+    """bm25s's column-sum kernel (``bm25s.scoring._compute_relevance_from_scores_jit_ready``) JIT-compiled with
+    numba's on-disk cache and without the GIL: what ``bm25s.BM25.activate_numba_scorer`` installs, except that
+    bm25s compiles it anew in every process. Here the first process on a machine compiles (~1-2 s), later ones
+    load it (~0.1 s)."""
+    global _numba_scorer
+    if _numba_scorer is None:
         from bm25s.scoring import _compute_relevance_from_scores_jit_ready
         from numba import njit
 
-        _NUMBA_KERNEL = njit(cache=True, nogil=True)(_compute_relevance_from_scores_jit_ready)
-    return _NUMBA_KERNEL
+        _numba_scorer = njit(cache=True, nogil=True)(_compute_relevance_from_scores_jit_ready)
+    return _numba_scorer
+
+
+@contextlib.contextmanager
+def _gc_paused():
+    """Pause the cyclic garbage collector while we allocate many small tuples (none of them can form a cycle):
+    otherwise allocating them triggers collections that walk the whole heap (measured: 20-35% of the
+    conversion time). Restores the previous state."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 class LuceneBM25Okapi(rank_bm25.BM25Okapi):
@@ -136,6 +169,11 @@ class BM25Index:
             the numba kernel releases the GIL, numpy's ``np.add.at`` and rank_bm25 mostly do not.
 
     ``settings()`` holds what determines the scores (the cache key); speed options are left out of it.
+
+    Three forms of the same results: ``search`` (lists of ``(doc_id, score)``), ``search_run`` (a Run, qid ->
+    doc id -> score: build Runs with it, it skips the tuples) and ``search_arrays`` (no Python objects). On
+    SciFact's 300 queries x top 1000, building the 300k tuples of ``search`` takes longer than the search itself
+    (``benchmarks/bench_bm25.py``).
 
     Example:
         >>> index = BM25Index()
@@ -261,24 +299,58 @@ class BM25Index:
     def _attach_bm25s(self, engine):
         kernel = self.bm25s_backend
         if kernel == "numba" or (kernel == "auto" and _numba_available()):
-            engine._compute_relevance_from_scores = _bm25s_numba_kernel()  # what bm25s's compile() swaps in
+            engine._compute_relevance_from_scores = _bm25s_numba_scorer()  # the hook bm25s's own compile() sets
         self._engine, self._vocab = engine, engine.vocab_dict
 
     # ------------------------------------------------------------------ search
     def search(self, queries: list[str], k: int, show_progress: bool = True) -> list[list[tuple[str, float]]]:
         """Top-``k`` ``(doc_id, score)`` per query: descending score, ties in corpus order, scores > 0 only."""
+        ids = self._doc_ids_arr
+        tops = self._top_ks(queries, k, show_progress)
+        with _gc_paused():
+            return [list(zip(ids[docs].tolist(), scores.tolist())) for docs, scores in tops]
+
+    def search_run(self, qids: list[str], queries: list[str], k: int, show_progress: bool = True) -> dict:
+        """`search` as a Run, ``{qids[i]: {doc_id: score}}``, built straight into dicts (no tuple lists)."""
+        qids = list(qids)
+        if len(qids) != len(queries):
+            raise ValueError(f"{len(qids)} qids but {len(queries)} queries")
+        if len(set(qids)) != len(qids):
+            raise ValueError("duplicate qids")
+        ids = self._doc_ids_arr
+        tops = self._top_ks(queries, k, show_progress)
+        with _gc_paused():
+            return {q: dict(zip(ids[docs].tolist(), scores.tolist())) for q, (docs, scores) in zip(qids, tops)}
+
+    def search_arrays(self, queries: list[str], k: int, show_progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """`search` without Python objects: ``(scores [m, k], positions [m, k] int64)``, best first.
+
+        Positions index `doc_ids`; ``-1`` (score 0) pads queries with fewer than k matching documents. Scores
+        are float32 with bm25s, float64 with rank_bm25. ``k`` is capped at `num_docs`."""
+        tops = self._top_ks(queries, k, show_progress)
+        k = min(int(k), self.num_docs)
+        dtype = np.result_type(np.float32, *(sc.dtype for _, sc in tops))
+        scores = np.zeros((len(tops), k), dtype=dtype)
+        positions = np.full((len(tops), k), -1, dtype=np.int64)
+        for row, (docs, sc) in enumerate(tops):
+            positions[row, : len(docs)] = docs
+            scores[row, : len(sc)] = sc
+        return scores, positions
+
+    def _top_ks(self, queries, k, show_progress) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(doc positions, scores) of the top ``k`` for each query (see `_top_k`)."""
         self._check_built()
         if isinstance(queries, str):
-            raise TypeError("search() takes a list of query strings, not one string")
+            raise TypeError("search takes a list of query strings, not one string")
         k = int(k)
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         k = min(k, self.num_docs)
         tokens = self._tokenize(list(queries), show_progress, "BM25 tokenize queries")
         if self.backend == "bm25s":
-            vocab, engine = self._vocab, self._engine
+            vocab = self._vocab
             queries_ = [[vocab[t] for t in q if t in vocab] for q in tokens]
-            score = engine.get_scores_from_ids
+            score = self._engine.get_scores_from_ids  # bm25s: sum of the query terms' columns
         else:
             queries_, score = tokens, self._engine.get_scores
 
@@ -288,12 +360,9 @@ class BM25Index:
         threads = (os.cpu_count() or 1) if self.n_threads == -1 else max(1, self.n_threads)
         bar = dict(total=len(queries_), desc="BM25 search", unit="query", delay=_BAR_DELAY_S, disable=not show_progress)
         if threads == 1 or len(queries_) < 2:
-            tops = [one(q) for q in tqdm(queries_, **bar)]
-        else:
-            with ThreadPoolExecutor(max_workers=threads) as pool:
-                tops = list(tqdm(pool.map(one, queries_, chunksize=16), **bar))
-        ids = self._doc_ids_arr
-        return [list(zip(ids[docs], scores.tolist())) for docs, scores in tops]
+            return [one(q) for q in tqdm(queries_, **bar)]
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            return list(tqdm(pool.map(one, queries_, chunksize=16), **bar))
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> None:
