@@ -56,6 +56,7 @@ def _fit_and_export(module, loader, cfg: DictConfig, ctx, stage: str, key: str) 
     from retrieval_lab.training.trainer import build_trainer, fit
 
     target = ctx.cache_dir / "models" / key
+    module.model.train()  # from_pretrained returns eval mode; Lightning keeps modes as it finds them (dropout on)
     trainer = build_trainer(
         ctx.hardware, cfg.train, output_dir=ctx.stage_dir(stage),
         logger=ctx.logger.get_lightning_logger(), enable_progress_bar=ctx.show_progress,
