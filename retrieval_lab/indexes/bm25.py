@@ -121,7 +121,10 @@ def _bm25s_numba_scorer():
         from bm25s.scoring import _compute_relevance_from_scores_jit_ready
         from numba import njit
 
-        _numba_scorer = njit(cache=True, nogil=True)(_compute_relevance_from_scores_jit_ready)
+        try:
+            _numba_scorer = njit(cache=True, nogil=True)(_compute_relevance_from_scores_jit_ready)
+        except RuntimeError:  # numba found no writable cache directory: compile in this process only
+            _numba_scorer = njit(nogil=True)(_compute_relevance_from_scores_jit_ready)
     return _numba_scorer
 
 
