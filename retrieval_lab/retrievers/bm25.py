@@ -43,5 +43,4 @@ class BM25Retriever(Retriever):
     def retrieve(self, split: str) -> dict[str, dict[str, float]]:
         topics = self.ctx.collection.topics(split)
         qids = list(topics)
-        hits = self.index.search([topics[q] for q in qids], k=int(self.cfg.k), show_progress=self.ctx.show_progress)
-        return {qid: dict(h) for qid, h in zip(qids, hits)}
+        return self.index.search_run(qids, [topics[q] for q in qids], k=int(self.cfg.k))
