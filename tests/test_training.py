@@ -269,3 +269,299 @@ def test_in_batch_label_matrix_marks_other_queries_judged_positives():
     assert torch.equal(labels, expected)
     # duplicates (the same doc twice in a batch) are positive in every column they appear in
     assert in_batch_labels([frozenset({"a"})], ["a", "b", "a"]).tolist() == [[1.0, 0.0, 1.0]]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# modules + trainer on the tiny BERT (1 layer, 64 hidden)
+
+import logging  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+
+from tests.conftest import TINY_BERT  # noqa: E402
+
+lightning = pytest.importorskip("lightning")
+
+from lightning.pytorch.callbacks import Callback  # noqa: E402
+
+from retrieval_lab.losses import build_loss  # noqa: E402
+from retrieval_lab.training.data import RetrieverListCollator  # noqa: E402
+from retrieval_lab.training.modules import RerankerModule, RetrieverModule, ndcg_at_k  # noqa: E402
+from retrieval_lab.training.trainer import build_trainer, checkpoint_dir, fit  # noqa: E402
+
+CPU = {"accelerator": "cpu", "devices": 1, "precision": "32-true"}
+
+
+@pytest.fixture(autouse=True)
+def _quiet_single_thread():
+    """One intra-op thread: the tiny model is faster so on a shared 2-core machine, and runs are reproducible."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+    torch.set_num_threads(threads)
+
+
+def no_dropout(model):
+    """The tiny BERT has dropout 0.1 on 64 dims; with it the synthetic tasks barely train in a few hundred steps."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    return model
+
+
+def cross_encoder():
+    from retrieval_lab.models import CrossEncoder
+
+    return no_dropout(CrossEncoder.from_pretrained(str(TINY_BERT), max_length=32))
+
+
+def bi_encoder():
+    from retrieval_lab.models import BiEncoder
+
+    return no_dropout(BiEncoder.from_pretrained(str(TINY_BERT)))
+
+
+def topic_task(classes=6, docs_per=6, queries_per=3, nfill=1, seed=0):
+    """Learnable relevance: 6 topic words; a query holds its topic's word among `nfill` filler words, and
+    the docs holding the same word (6 per topic) are its judged positives. Fillers are shared by all topics,
+    so only the shared topic token tells a positive from a negative."""
+    vocab = [w.strip() for w in (TINY_BERT / "vocab.txt").read_text().splitlines()]
+    words = [w for w in vocab if w.isalpha() and len(w) >= 4][:80]
+    topic, filler = words[:classes], words[40:80]
+    rng = random.Random(seed)
+
+    def text(word, n):
+        xs = rng.sample(filler, n) + [word]
+        rng.shuffle(xs)
+        return " ".join(xs)
+
+    docs = [Doc(f"d{c}_{j}", text(topic[c], nfill)) for c in range(classes) for j in range(docs_per)]
+    queries, qrels = {}, {}
+    for c in range(classes):
+        for j in range(queries_per):
+            queries[f"q{c}_{j}"] = text(topic[c], nfill)
+            qrels[f"q{c}_{j}"] = {f"d{c}_{k}": 1 for k in range(docs_per)}
+    run = {q: {d.id: rng.random() for d in docs} for q in queries}  # an uninformative first stage
+    return Collection("topics", Corpus(docs), queries, {"train": qrels}), run
+
+
+def mrr(collection, scores_of):
+    """MRR over the whole corpus (first relevant doc), `scores_of(qids, doc_ids) -> [nq, nd]`."""
+    qids, ids = list(collection.queries), collection.corpus.ids()
+    scores = scores_of(qids, ids)
+    total = 0.0
+    for i, q in enumerate(qids):
+        order = scores[i].argsort(descending=True).tolist()
+        rel = collection.qrels["train"][q]
+        total += next(1.0 / (r + 1) for r, j in enumerate(order) if ids[j] in rel)
+    return total / len(qids)
+
+
+def ce_mrr(model, c):
+    def scores_of(qids, ids):
+        qs = [c.queries[q] for q in qids for _ in ids]
+        ds = [c.corpus[d].contents() for _ in qids for d in ids]
+        return model.score_pairs(qs, ds, show_progress=False).view(len(qids), len(ids))
+
+    return mrr(c, scores_of)
+
+
+def be_mrr(model, c):
+    def scores_of(qids, ids):
+        q = model.encode_queries([c.queries[x] for x in qids])
+        d = model.encode_docs([c.corpus[x].contents() for x in ids], show_progress=False)
+        return model.score(q, d)
+
+    return mrr(c, scores_of)
+
+
+def reranker_loader(c, run, model, batch_size=6, list_size=8, **kw):
+    ds = RerankerListDataset(c, "train", run, list_size=list_size, sample_depth=1000, **kw)
+    return torch.utils.data.DataLoader(
+        ds, batch_size=batch_size, shuffle=True, collate_fn=RerankerCollator(model.tokenize_pairs),
+        generator=torch.Generator().manual_seed(0),
+    )
+
+
+def test_trained_cross_encoder_beats_its_untrained_self(tmp_path):
+    lightning.seed_everything(0, verbose=False)
+    c, run = topic_task(nfill=1)
+    model = cross_encoder()
+    before = ce_mrr(model, c)
+    module = RerankerModule(model, build_loss("pairwise_logistic"), lr=7e-4, weight_decay=0.0, warmup_steps=10)
+    train = {"max_steps": 300, "log_every_n_steps": 10, "gradient_clip_val": 1.0}
+    trainer = build_trainer(CPU, train, tmp_path, enable_progress_bar=False)
+    start = time.perf_counter()
+    fit(module, reranker_loader(c, run, model), trainer)
+    elapsed = time.perf_counter() - start
+    after = ce_mrr(model, c)
+    # Measured with seed 0: 0.34 -> 0.90. Over seeds 0-7 (same settings): 7 of 8 reach 0.65-1.00 from 0.26-0.35,
+    # one stays at chance (0.33): a 1-layer [CLS] model learns token matching only slowly (with the backbone's
+    # dropout 0.1 it does not learn at all in this budget). Chance (6 of 36 docs relevant) is ~0.3.
+    assert after > before + 0.25 and after > 0.6, (before, after)
+    assert trainer.global_step == 300
+    metrics = trainer.callback_metrics
+    assert {"train/loss", "train/lr", "train/samples_per_sec"} <= set(metrics)
+    assert float(metrics["train/samples_per_sec"]) > 0
+    # linear decay: lr at the last step is ~0
+    assert float(metrics["train/lr"]) < 7e-4 * 0.01
+    print(f"cross-encoder MRR {before:.3f} -> {after:.3f} in {elapsed:.1f}s")
+
+
+def test_trained_bi_encoder_beats_its_untrained_self(tmp_path):
+    lightning.seed_everything(0, verbose=False)
+    c, run = topic_task(nfill=3)
+    model = bi_encoder()
+    before = be_mrr(model, c)
+    ds = RetrieverPairDataset(c, "train", run, num_hard_negatives=1)
+    loader = torch.utils.data.DataLoader(
+        ds, batch_size=6, shuffle=True, collate_fn=RetrieverCollator(model.tokenize_queries, model.tokenize_docs),
+        generator=torch.Generator().manual_seed(0),
+    )
+    module = RetrieverModule(model, build_loss("softmax"), lr=1e-3, weight_decay=0.0, warmup_steps=10)
+    trainer = build_trainer(CPU, {"max_steps": 60}, tmp_path, enable_progress_bar=False)
+    fit(module, loader, trainer)
+    after = be_mrr(model, c)
+    # measured: 0.51 -> 1.00
+    assert after > before + 0.3, (before, after)
+    assert trainer.global_step == 60
+
+
+def test_retriever_module_label_matrix_and_loss(tmp_path):
+    """The module's labels for a real batch are the hand-built RepBERT-3.2 matrix, and its loss is the loss of
+    (scores, those labels)."""
+    c = tiny_collection()
+    run = {q: {"d9": 1.0, "d8": 0.9, "d7": 0.8} for q in c.queries}
+    ds = RetrieverPairDataset(c, "train", run, num_hard_negatives=1, positives="all")
+    idx = {(q, d): i for i, (q, d) in enumerate(ds.items)}
+    items = [ds[idx[("q1", "d1")]], ds[idx[("q2", "d2")]], ds[idx[("q3", "d3")]]]
+    model = bi_encoder()
+    batch = RetrieverCollator(model.tokenize_queries, model.tokenize_docs)(items)
+    loss_fn = build_loss("softmax")
+    module = RetrieverModule(model, loss_fn)
+    loss, scores, labels, mask = module.loss_scores_labels(batch)
+    expected = torch.tensor([[1.0, 1, 0, 0, 0, 0], [0, 1, 0, 0, 0, 0], [0, 0, 1, 0, 0, 0]])
+    assert scores.shape == (3, 6) and torch.equal(labels, expected) and bool(mask.all())
+    q = model.forward_encode(batch["queries"])
+    d = model.forward_encode(batch["docs"])
+    torch.testing.assert_close(scores, q @ d.T)
+    torch.testing.assert_close(loss, loss_fn(q @ d.T, expected))
+    # without in-batch negatives each query sees only its own positive and hard negative
+    module = RetrieverModule(model, loss_fn, in_batch_negatives=False)
+    _, _, _, mask = module.loss_scores_labels(batch)
+    assert mask.tolist() == [[True, False, False, True, False, False], [False, True, False, False, True, False],
+                             [False, False, True, False, False, True]]
+
+
+def test_ndcg_at_k_by_hand():
+    scores = torch.tensor([[3.0, 2.0, 1.0, 9.0], [0.0, 1.0, 2.0, 3.0]])
+    labels = torch.tensor([[0.0, 1.0, 2.0, 5.0], [0.0, 0.0, 0.0, 0.0]])
+    mask = torch.tensor([[True, True, True, False], [True, True, True, True]])
+    got = ndcg_at_k(scores, labels, mask, k=10)
+    dcg = 1 / math.log2(3) + 2 / math.log2(4)
+    idcg = 2 / math.log2(2) + 1 / math.log2(3)
+    torch.testing.assert_close(got, torch.tensor([dcg / idcg, 0.0]))
+    assert ndcg_at_k(scores, labels, mask, k=1)[0].item() == 0.0
+
+
+class Record(Callback):
+    def __init__(self):
+        self.steps, self.epochs, self.lists = [], [], []
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        self.steps.append(trainer.global_step)
+        ds = trainer.train_dataloader.dataset
+        self.epochs.append((trainer.current_epoch, ds.epoch))
+        self.lists.append((trainer.current_epoch, [tuple(x) for x in batch["doc_ids"]]))
+
+
+def test_each_epoch_draws_new_lists(tmp_path):
+    c = tiny_collection()
+    model = cross_encoder()
+    rec = Record()
+    loader = torch.utils.data.DataLoader(
+        RerankerListDataset(c, "train", tiny_run(), list_size=4), batch_size=5,
+        collate_fn=RerankerCollator(model.tokenize_pairs),
+    )
+    trainer = build_trainer(CPU, {"max_epochs": 3}, tmp_path, callbacks=[rec], enable_progress_bar=False)
+    fit(RerankerModule(model, build_loss("softmax")), loader, trainer)
+    assert rec.epochs == [(0, 0), (1, 1), (2, 2)]
+    lists = [lst for _, lst in rec.lists]
+    assert lists[0] != lists[1] != lists[2]
+
+
+def test_resume_from_checkpoint_continues_global_step(tmp_path):
+    c = tiny_collection()
+    run = tiny_run()
+    model = cross_encoder()
+    loader = reranker_loader(c, run, model, batch_size=2, list_size=4)  # 5 lists: 3 batches per epoch
+    first = build_trainer(CPU, {"max_steps": 4}, tmp_path, enable_progress_bar=False)
+    fit(RerankerModule(model, build_loss("softmax"), lr=1e-3, warmup_steps=2), loader, first)
+    last = checkpoint_dir(tmp_path) / "last.ckpt"
+    assert last.is_file()
+    saved = torch.load(last, map_location="cpu", weights_only=False)
+    assert saved["global_step"] == 4
+
+    # a fresh model and module: everything must come from the checkpoint
+    fresh = RerankerModule(cross_encoder(), build_loss("softmax"), lr=1e-3, warmup_steps=2)
+    restored = {}
+
+    class AtStart(Callback):
+        def on_train_start(self, trainer, module):
+            restored["weights"] = {k: v.clone() for k, v in module.state_dict().items()}
+            restored["sched"] = trainer.lr_scheduler_configs[0].scheduler.last_epoch
+
+    rec = Record()
+    second = build_trainer(CPU, {"max_steps": 7}, tmp_path, callbacks=[rec, AtStart()], enable_progress_bar=False)
+    fit(fresh, reranker_loader(c, run, fresh.model, batch_size=2, list_size=4), second, ckpt_path=last)
+    assert rec.steps[0] == 4 and rec.steps[-1] == 6 and len(rec.steps) == 3
+    assert second.global_step == 7
+    assert restored["sched"] == 4
+    for k, v in saved["state_dict"].items():
+        torch.testing.assert_close(restored["weights"][k], v, msg=k)
+    with pytest.raises(FileNotFoundError):
+        fit(fresh, loader, second, ckpt_path=tmp_path / "nope.ckpt")
+
+
+def test_bf16_mixed_on_cpu_validation_and_export(tmp_path):
+    from retrieval_lab.models import CrossEncoder
+
+    c = tiny_collection()
+    run = tiny_run()
+    model = cross_encoder()
+    val = torch.utils.data.DataLoader(
+        RerankEvalDataset(c, "train", run, depth=5), batch_size=4, collate_fn=RerankerCollator(model.tokenize_pairs)
+    )
+    module = RerankerModule(model, build_loss("poly1"), lr=1e-3)
+    bf16 = {**CPU, "precision": "bf16-mixed"}
+    trainer = build_trainer(bf16, {"max_steps": 3, "val_check_interval": 3}, tmp_path, enable_progress_bar=False)
+    fit(module, reranker_loader(c, run, model, batch_size=2, list_size=4), trainer, val_loader=val)
+    assert trainer.global_step == 3
+    assert math.isfinite(float(trainer.callback_metrics["train/loss"]))
+    ndcg = float(trainer.callback_metrics["val/ndcg@10"])
+    assert 0.0 <= ndcg <= 1.0
+    # export -> from_pretrained gives the same scores
+    module.export(tmp_path / "exported")
+    again = CrossEncoder.from_pretrained(str(tmp_path / "exported"))
+    pairs = (["query number 1"] * 3, [c.corpus[d].contents() for d in ("d1", "d2", "d7")])
+    torch.testing.assert_close(again.score_pairs(*pairs, show_progress=False),
+                               model.score_pairs(*pairs, show_progress=False))
+
+
+def test_build_trainer_settings(tmp_path):
+    t = build_trainer({"accelerator": "cpu", "devices": 1, "precision": "bf16-mixed", "strategy": "auto",
+                       "num_nodes": 1},
+                      {"max_steps": 11, "max_time_minutes": 2.5, "accumulate_grad_batches": 3,
+                       "log_every_n_steps": 7, "max_epochs": 4}, tmp_path, enable_progress_bar=False)
+    assert t.max_steps == 11 and t.max_epochs == 4 and t.accumulate_grad_batches == 3
+    assert t.log_every_n_steps == 7 and t.precision == "bf16-mixed" and t.default_root_dir == str(tmp_path)
+    from lightning.pytorch.callbacks import ModelCheckpoint, Timer
+
+    ckpt = [cb for cb in t.callbacks if isinstance(cb, ModelCheckpoint)][0]
+    assert ckpt.dirpath == str(checkpoint_dir(tmp_path)) and ckpt.save_last
+    timer = [cb for cb in t.callbacks if isinstance(cb, Timer)][0]
+    assert timer._duration == 150.0
+    assert t.logger is None
