@@ -98,11 +98,13 @@ class BiEncoderConfig:
     _target_: str = "retrieval_lab.retrievers.dense.BiEncoderRetriever"
     name: str = "biencoder"
     model: str = "sentence-transformers/all-MiniLM-L6-v2"
-    pooling: str = "mean"  # mean | cls
-    similarity: str = "dot"  # dot | cosine
-    segment_ids: bool = True  # RepBERT: segment 0 for queries, 1 for documents
-    query_max_length: int = 20
-    doc_max_length: int = 256
+    # null = what the model folder says (a sentence-transformers folder: its pooling, normalisation and
+    # max length, segment 0 everywhere), else RepBERT's: mean pooling, dot, segment ids on, 20 / 256 tokens
+    pooling: Optional[str] = None  # mean | cls
+    similarity: Optional[str] = None  # dot | cosine
+    segment_ids: Optional[bool] = None  # RepBERT: segment 0 for queries, 1 for documents
+    query_max_length: Optional[int] = None
+    doc_max_length: Optional[int] = None
     batch_size: int = 64
     embeddings_dtype: str = "float32"  # float32 | float16 (cache storage)
     index: DenseIndexConfig = field(default_factory=DenseIndexConfig)

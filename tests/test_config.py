@@ -69,3 +69,12 @@ def test_unknown_option_lists_valid_ones():
     assert result.returncode != 0
     out = result.stderr + result.stdout
     assert "retriever/colbertx" in out and "bm25" in out and "biencoder" in out
+
+
+def test_repbert_preset_has_the_paper_settings_and_biencoder_defers_to_the_model():
+    c = cfg("retriever=repbert")
+    r = c.retriever
+    assert (r.pooling, r.similarity, r.segment_ids, r.query_max_length, r.doc_max_length) == ("mean", "dot", True, 20, 256)
+    assert r.train.enabled
+    b = cfg("retriever=biencoder").retriever
+    assert b.pooling is None and b.similarity is None and b.query_max_length is None  # the model folder decides

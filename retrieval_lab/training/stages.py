@@ -129,7 +129,7 @@ def train_retriever(cfg: DictConfig, ctx, backbone: str, negatives, load_model) 
     generator = torch.Generator().manual_seed(t.seed)
     loader = DataLoader(dataset, batch_size=t.batch_size, shuffle=True, generator=generator, drop_last=False,
                         collate_fn=RetrieverCollator(model.tokenize_queries, model.tokenize_docs))
-    scale = 20.0 if cfg.get("similarity") == "cosine" else 1.0
+    scale = 20.0 if getattr(model, "similarity", None) == "cosine" else 1.0  # softmax temperature for cosines
     module = RetrieverModule(model, loss_from_config(ctx.cfg.loss), lr=t.lr, weight_decay=t.weight_decay,
                              warmup_steps=t.warmup_steps, schedule=t.schedule,
                              in_batch_negatives=t.in_batch_negatives, scale=scale)
