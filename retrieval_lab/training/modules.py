@@ -74,7 +74,11 @@ def gather_with_grad(x: Tensor) -> Tensor:
     padded = nn.functional.pad(x, pad) if any(pad) else x
     from torch.distributed.nn.functional import all_gather
 
-    parts = all_gather(padded.contiguous())
+    with warnings.catch_warnings():
+        # deprecated in torch 2.13 in favour of the private torch.distributed._functional_collectives; still the
+        # public autograd-aware all_gather, and it works on gloo and NCCL
+        warnings.simplefilter("ignore", FutureWarning)
+        parts = all_gather(padded.contiguous())
     return torch.cat([p[: int(s[0])] for p, s in zip(parts, shapes)], dim=0)
 
 
@@ -275,7 +279,10 @@ class RetrieverModule(RankingModule):
         super().__init__(model, loss, lr, weight_decay, warmup_steps, warmup_ratio, schedule, val_k)
 
     def compute_loss(self, batch: Mapping[str, Any]) -> tuple[Tensor, int]:
-        loss, scores, _, _ = self.loss_scores_labels(batch)
+        loss, scores, _, mask = self.loss_scores_labels(batch)
+        if self._trainer is not None:
+            # docs each query is scored against (B*(1+h), times the world size with cross-device negatives)
+            self.log("train/candidates_per_query", mask.sum(1).float().mean(), batch_size=scores.shape[0])
         return loss, scores.shape[0]
 
     def loss_scores_labels(self, batch: Mapping[str, Any]) -> tuple[Tensor, Tensor, Tensor, Tensor]:

@@ -1,6 +1,7 @@
 """Build a Lightning ``Trainer`` from the hardware and train configs, and fit with resume.
 
-``hardware`` (``HardwareConfig``): accelerator, devices, strategy, precision, num_nodes.
+``hardware`` (``HardwareConfig``): accelerator, devices, strategy, precision, num_nodes (and optionally
+find_unused_parameters, default True: "ddp"/"ddp_spawn" become their ``*_find_unused_parameters_true`` forms).
 ``train`` (``TrainConfig``): max_steps, max_epochs, max_time_minutes (or max_time, in minutes),
 accumulate_grad_batches, log_every_n_steps, val_check_interval, gradient_clip_val, checkpoint_every_n_steps.
 Both may be dicts, OmegaConf configs, dataclasses or anything with attributes; missing keys take the
@@ -18,6 +19,12 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 
 __all__ = ["build_trainer", "fit", "checkpoint_dir"]
+
+
+# A family's backbone may hold parameters its training path never uses (a BERT pooler under a mean-pooling
+# bi-encoder): plain DDP then fails at the second step. Unless hardware.find_unused_parameters is False, the DDP
+# strategies look for them (a small per-step cost).
+_FIND_UNUSED = {s: f"{s}_find_unused_parameters_true" for s in ("ddp", "ddp_spawn", "ddp_fork", "ddp_notebook")}
 
 
 def _get(cfg: Any, key: str, default: Any = None) -> Any:
@@ -72,11 +79,15 @@ def build_trainer(
     if enable_progress_bar:
         cbs.append(TQDMProgressBar(refresh_rate=int(_get(train, "progress_refresh_rate", 1))))
 
+    strategy = _get(hardware, "strategy", "auto")
+    if isinstance(strategy, str) and strategy in _FIND_UNUSED and _get(hardware, "find_unused_parameters", True):
+        strategy = _FIND_UNUSED[strategy]
+
     max_time = _get(train, "max_time_minutes", _get(train, "max_time"))
     kwargs: dict[str, Any] = dict(
         accelerator=_get(hardware, "accelerator", "cpu"),
         devices=_get(hardware, "devices", 1),
-        strategy=_get(hardware, "strategy", "auto"),
+        strategy=strategy,
         precision=_get(hardware, "precision", "32-true"),
         num_nodes=int(_get(hardware, "num_nodes", 1)),
         max_steps=int(_get(train, "max_steps", -1)),
