@@ -518,6 +518,7 @@ def test_resume_from_checkpoint_continues_global_step(tmp_path):
     second = build_trainer(CPU, {"max_steps": 7}, tmp_path, callbacks=[rec, AtStart()], enable_progress_bar=False)
     fit(fresh, reranker_loader(c, run, fresh.model, batch_size=2, list_size=4), second, ckpt_path=last)
     assert rec.steps[0] == 4 and rec.steps[-1] == 6 and len(rec.steps) == 3
+    assert rec.epochs == [(1, 1), (1, 1), (2, 2)]  # the dataset follows the restored epoch
     assert second.global_step == 7
     assert restored["sched"] == 4
     for k, v in saved["state_dict"].items():
@@ -565,3 +566,44 @@ def test_build_trainer_settings(tmp_path):
     timer = [cb for cb in t.callbacks if isinstance(cb, Timer)][0]
     assert timer._duration == 150.0
     assert t.logger is None
+    # DDP looks for unused parameters (the tiny BERT's pooler is unused by a mean-pooling bi-encoder) unless told not
+    ddp = build_trainer({"accelerator": "cpu", "devices": 2, "strategy": "ddp"}, {}, tmp_path, enable_progress_bar=False)
+    assert ddp.strategy._ddp_kwargs.get("find_unused_parameters") is True
+    plain = build_trainer({"accelerator": "cpu", "devices": 2, "strategy": "ddp", "find_unused_parameters": False}, {},
+                          tmp_path, enable_progress_bar=False)
+    assert not plain.strategy._ddp_kwargs.get("find_unused_parameters")
+
+
+def test_retriever_validation_reranks_lists_and_val_interval_spans_epochs(tmp_path):
+    c = tiny_collection()
+    run = tiny_run()
+    model = bi_encoder()
+    module = RetrieverModule(model, build_loss("softmax"), lr=1e-3)
+    items = [RerankEvalDataset(c, "train", run, depth=4)[i] for i in range(2)]
+    batch = RetrieverListCollator(model.tokenize_queries, model.tokenize_docs)(items)
+    got = module.score_lists(batch)
+    q = model.forward_encode(model.tokenize_queries([it.query for it in items]))
+    for b, it in enumerate(items):
+        d = model.forward_encode(model.tokenize_docs(it.docs))
+        torch.testing.assert_close(got[b, : len(it.docs)], q[b] @ d.T)
+
+    val = torch.utils.data.DataLoader(
+        RerankEvalDataset(c, "train", run, depth=5), batch_size=4,
+        collate_fn=RetrieverListCollator(model.tokenize_queries, model.tokenize_docs),
+    )
+    train = torch.utils.data.DataLoader(
+        RetrieverPairDataset(c, "train", run, num_hard_negatives=1), batch_size=2,
+        collate_fn=RetrieverCollator(model.tokenize_queries, model.tokenize_docs),
+    )  # 3 batches per epoch; validate every 4 batches
+    ran = []
+
+    class Val(Callback):
+        def on_validation_end(self, trainer, module):
+            if not trainer.sanity_checking:
+                ran.append(trainer.global_step)
+
+    trainer = build_trainer(CPU, {"max_steps": 8, "val_check_interval": 4}, tmp_path, callbacks=[Val()],
+                            enable_progress_bar=False, num_sanity_val_steps=0)
+    fit(module, train, trainer, val_loader=val)
+    assert ran == [4, 8]
+    assert 0.0 <= float(trainer.callback_metrics["val/ndcg@10"]) <= 1.0

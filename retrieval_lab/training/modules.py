@@ -45,11 +45,6 @@ def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
-def _call(model: nn.Module, batch: Any) -> Tensor:
-    """``model(batch)``; a tokenizer output (a Mapping such as ``BatchEncoding``) is passed as is."""
-    return model(batch)
-
-
 def gather_with_grad(x: Tensor) -> Tensor:
     """Concatenate ``x`` (``[n_r, ...]`` on rank r) from all ranks along dim 0, in rank order, keeping gradients.
 
@@ -177,7 +172,14 @@ class RankingModule(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # -- data epochs -----------------------------------------------------------------------------------------
+    def on_train_start(self) -> None:
+        # Lightning skips on_train_epoch_start when it resumes in the middle of an epoch
+        self._sync_dataset_epoch()
+
     def on_train_epoch_start(self) -> None:
+        self._sync_dataset_epoch()
+
+    def _sync_dataset_epoch(self) -> None:
         """Move epoch-aware datasets (``set_epoch``) to the current epoch, so each epoch draws new lists."""
         loaders = self.trainer.train_dataloader
         if loaders is None:
@@ -334,7 +336,7 @@ class RerankerModule(RankingModule):
         return self.loss(scores, labels, mask), scores.shape[0]
 
     def score_lists(self, batch: Mapping[str, Any]) -> Tensor:
-        flat = _call(self.model, batch["pairs"])
+        flat = self.model(batch["pairs"])
         mask = batch["mask"].to(flat.device)
         if flat.dim() != 1 or flat.shape[0] != int(mask.sum()):
             raise ValueError(

@@ -84,6 +84,7 @@ def build_trainer(
         strategy = _FIND_UNUSED[strategy]
 
     max_time = _get(train, "max_time_minutes", _get(train, "max_time"))
+    val_every = _get(train, "val_check_interval")
     kwargs: dict[str, Any] = dict(
         accelerator=_get(hardware, "accelerator", "cpu"),
         devices=_get(hardware, "devices", 1),
@@ -95,7 +96,9 @@ def build_trainer(
         max_time=_dt.timedelta(minutes=float(max_time)) if max_time else None,
         accumulate_grad_batches=int(_get(train, "accumulate_grad_batches", 1)),
         log_every_n_steps=int(_get(train, "log_every_n_steps", 50)),
-        val_check_interval=_get(train, "val_check_interval"),
+        val_check_interval=val_every,
+        # an int interval counts optimiser-loop batches across epochs (not within one), so it may exceed an epoch
+        check_val_every_n_epoch=None if isinstance(val_every, int) else 1,
         gradient_clip_val=_get(train, "gradient_clip_val"),
         default_root_dir=str(output_dir),
         logger=logger if logger is not None else False,
@@ -117,10 +120,16 @@ def fit(
     """``trainer.fit``; with ``ckpt_path`` (a checkpoint file, or ``"last"`` for the trainer's latest) it resumes:
     weights, optimiser and scheduler state, global step and epoch continue from the checkpoint.
 
-    Resuming reproduces the sampled lists of an uninterrupted run when the train loader does not shuffle (or
-    shuffles with a seeded generator): the datasets draw per (seed, epoch, item), and Lightning skips the
-    batches already seen only for its own stateful loaders, so a resumed *mid-epoch* run restarts that epoch's
-    iteration from its first batch."""
+    What is and is not restored, measured with Lightning 2.6 and a plain ``DataLoader``:
+
+    - from the end of an epoch: the datasets are moved to the restored epoch (``on_train_epoch_start``) and draw
+      per (seed, epoch, item), so every item gets the list it would have got without the interruption; the
+      batch order is the same only without shuffling (a shuffling generator's state is not checkpointed);
+    - a checkpoint from the middle of an epoch (``checkpoint_every_n_steps``, ``max_time``) resumes the step
+      count, weights, optimiser and schedule, but a plain ``DataLoader`` cannot resume its position: Lightning
+      warns, iterates the epoch again from its first batch and ends the epoch after the number of batches that
+      were left (so some lists of that epoch are seen twice and others not at all).
+    """
     if ckpt_path is not None and str(ckpt_path) != "last" and not Path(ckpt_path).is_file():
         raise FileNotFoundError(f"checkpoint to resume from not found: {ckpt_path}")
     trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader,
