@@ -13,8 +13,11 @@ Sampling is deterministic per ``(seed, epoch, item)``: each item's draw uses its
 string (string seeds are hashed with SHA-512, independent of ``PYTHONHASHSEED``), so the result does not depend
 on the order items are read in, on the number of DataLoader workers, or on the process. Call
 ``dataset.set_epoch(e)`` to move to epoch ``e``; the Lightning modules in :mod:`.modules` do that in
-``on_train_epoch_start``. Use ``num_workers=0`` or non-persistent workers, so the workers see the new epoch
-(workers hold a copy of the dataset made when the epoch's iterator is created).
+``on_train_start`` and ``on_train_epoch_start``. DataLoader workers hold a copy of the dataset made when an
+epoch's iterator is created, so with workers use non-persistent ones (``persistent_workers=False``, the default);
+even then, after a resume in the middle of an epoch the rest of that epoch draws with epoch 0 (Lightning creates
+that iterator before any hook runs; measured). ``num_workers=0`` (tokenising in the main process is cheap next to
+the model) is exact in every case.
 
 Items: ``positives="one"`` (default) gives one item per query that has at least one positive, and samples which
 positive each epoch (RankT5: "first selecting a document with label 1 for each query"); ``positives="all"`` gives one
@@ -40,8 +43,8 @@ _POSITIVE_MODES = ("one", "all")
 
 def judged(collection: Any, split: str) -> tuple[dict[str, list[str]], dict[str, set[str]]]:
     """``(positives, excluded)`` per query of ``split``: positives (grade >= rel_threshold and in the corpus,
-    sorted by id) and the ids that must never be sampled as negatives (grade > 0). Raises ``ValueError`` naming the split when it has
-    no judgments."""
+    sorted by id) and the ids that must never be sampled as negatives (grade > 0). Raises ``ValueError`` naming
+    the split when it has no judgments."""
     qrels = getattr(collection, "qrels", {}) or {}
     split_qrels = qrels.get(split)
     if not split_qrels:
