@@ -111,7 +111,9 @@ class RankingModule(pl.LightningModule):
         warmup_steps: linear warmup from 0 over this many optimiser steps; ``warmup_ratio`` (of the total steps)
             is used instead when given.
         schedule: ``"linear"`` (after warmup, linear decay to 0 at the last step; the total is Lightning's
-            ``estimated_stepping_batches``) or ``"constant"`` (after warmup; RankT5 uses a constant 1e-4).
+            ``estimated_stepping_batches``) or ``"constant"`` (after warmup; RankT5 uses a constant 1e-4). Set
+            ``max_steps`` with "linear": with only ``max_time`` Lightning assumes 1000 epochs and the lr hardly
+            decays before time runs out.
         val_k: the cut-off of the validation nDCG (``val/ndcg@{val_k}``).
     """
 
