@@ -478,16 +478,26 @@ class Record(Callback):
         self.lists.append((trainer.current_epoch, [tuple(x) for x in batch["doc_ids"]]))
 
 
-def test_each_epoch_draws_new_lists(tmp_path):
+def test_each_epoch_draws_new_lists_in_train_mode(tmp_path):
     c = tiny_collection()
-    model = cross_encoder()
+    model = cross_encoder().eval()  # as from_pretrained returns it
     rec = Record()
+    modes = []
+
+    class Mode(Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            modes.append(all(m.training for m in module.model.modules()))
+
     loader = torch.utils.data.DataLoader(
         RerankerListDataset(c, "train", tiny_run(), list_size=4), batch_size=5,
         collate_fn=RerankerCollator(model.tokenize_pairs),
     )
-    trainer = build_trainer(CPU, {"max_epochs": 3}, tmp_path, callbacks=[rec], enable_progress_bar=False)
-    fit(RerankerModule(model, build_loss("softmax")), loader, trainer)
+    val = torch.utils.data.DataLoader(
+        RerankEvalDataset(c, "train", tiny_run(), depth=3), batch_size=5, collate_fn=RerankerCollator(model.tokenize_pairs)
+    )
+    trainer = build_trainer(CPU, {"max_epochs": 3}, tmp_path, callbacks=[rec, Mode()], enable_progress_bar=False)
+    fit(RerankerModule(model, build_loss("softmax")), loader, trainer, val_loader=val)
+    assert modes == [True, True, True]  # dropout on while training, also after each epoch's validation
     assert rec.epochs == [(0, 0), (1, 1), (2, 2)]
     lists = [lst for _, lst in rec.lists]
     assert lists[0] != lists[1] != lists[2]

@@ -104,6 +104,10 @@ def ndcg_at_k(scores: Tensor, labels: Tensor, mask: Tensor, k: int = 10) -> Tens
 class RankingModule(pl.LightningModule):
     """What both modules share: AdamW + warmup/decay schedule, throughput/lr logging, list validation, export.
 
+    The family is switched to train mode when training starts (``from_pretrained`` returns eval mode, and
+    Lightning keeps submodule modes as it finds them); validation runs in eval mode and training resumes in
+    train mode.
+
     Args:
         model: the model family (``nn.Module``).
         loss: a ranking loss ``loss(scores[B, L], labels[B, L], mask[B, L]) -> scalar``.
@@ -175,6 +179,9 @@ class RankingModule(pl.LightningModule):
 
     # -- data epochs -----------------------------------------------------------------------------------------
     def on_train_start(self) -> None:
+        # from_pretrained gives the family in eval mode and Lightning 2.6 keeps each submodule's mode as it finds
+        # it: without this, training would run with dropout off
+        self.model.train()
         # Lightning skips on_train_epoch_start when it resumes in the middle of an epoch
         self._sync_dataset_epoch()
 
