@@ -59,6 +59,10 @@ class TrainConfig:
     log_every_n_steps: int = 10
     resume_from: Optional[str] = None  # a Lightning checkpoint to resume from
     seed: int = 42
+    # an ir_datasets id with docpairs (e.g. msmarco-passage/train/triples-small): train on its first max_triples
+    # (null = all) (query, positive, negative) triples instead of the collection's train split + first-stage run
+    triples: Optional[str] = None
+    max_triples: Optional[int] = None
 
 
 # ------------------------------------------------------------------------------------ retriever

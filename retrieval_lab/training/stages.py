@@ -1,4 +1,5 @@
-"""Training as a pipeline stage: config + collection + first-stage run -> a trained model folder.
+"""Training as a pipeline stage: config + collection + first-stage run (or ``train.triples``, an ir_datasets
+dataset of training triples, see :mod:`.triples`) -> a trained model folder.
 
 A trained model is cached under a key covering everything it depends on (backbone weights, collection
 content, first stage, loss, training and precision settings), so a sweep over ``reranker.depth`` trains once.
@@ -46,8 +47,10 @@ def _model_key(kind: str, backbone: str, cfg: DictConfig, ctx, first_stage_cfg: 
     from retrieval_lab.retrievers.dense import model_fingerprint
 
     hw = ctx.hardware
+    # trained on train.triples (named, with max_triples, in cfg), the model does not depend on the collection
+    data = None if cfg.train.get("triples") else ctx.collection.fingerprint
     return fingerprint(
-        kind, model_fingerprint(backbone), ctx.collection.fingerprint, _plain(cfg), _plain(ctx.cfg.loss),
+        kind, model_fingerprint(backbone), data, _plain(cfg), _plain(ctx.cfg.loss),
         _plain(first_stage_cfg), hw.precision, hw.devices, hw.strategy, ctx.cfg.seed,
     )
 
@@ -80,52 +83,74 @@ def _cached(key: str, ctx, stage: str) -> str | None:
     return None
 
 
+def _triples(t: DictConfig):
+    from retrieval_lab.training.triples import IrDatasetsTriples
+
+    return IrDatasetsTriples(t.triples, max_triples=t.max_triples, seed=t.seed)
+
+
 def train_reranker(cfg: DictConfig, ctx, backbone: str, first_stage, load_model) -> str:
     """Fine-tune a reranker (``load_model(path)`` gives the family) on lists from ``first_stage``'s run on the
-    training split; returns the folder of the trained model."""
+    training split, or on (positive, negative) lists from ``train.triples``; returns the trained model's folder."""
     from torch.utils.data import DataLoader
 
     from retrieval_lab.training.data import RerankerCollator, RerankerListDataset
     from retrieval_lab.training.modules import RerankerModule
 
-    split = train_split(ctx, cfg, "reranker")
-    if first_stage is None:
-        raise ValueError("reranker training needs a first stage: negatives are sampled from its run")
-    key = _model_key("reranker", backbone, cfg, ctx, first_stage.cfg)
+    t = cfg.train
+    if t.get("triples"):  # ir_datasets training triples: no train split, no first-stage run
+        first_stage = None
+    else:
+        split = train_split(ctx, cfg, "reranker")
+        if first_stage is None:
+            raise ValueError("reranker training needs a first stage: negatives are sampled from its run")
+    key = _model_key("reranker", backbone, cfg, ctx, first_stage.cfg if first_stage else None)
     if (done := _cached(key, ctx, "train_reranker")) is not None:
         return done
-    run = first_stage.retrieve(split)
-    t = cfg.train
+    if t.get("triples"):
+        dataset = _triples(t)
+        source = f"{len(dataset)} triples of {t.triples} (lists of 2: positive, negative)"
+    else:
+        dataset = RerankerListDataset(ctx.collection, split, first_stage.retrieve(split), list_size=t.list_size,
+                                      sample_depth=t.sample_depth, seed=t.seed)
+        source = (f"{len(dataset)} {split} queries (lists of {t.list_size} from {first_stage.name}'s top "
+                  f"{t.sample_depth})")
     model = load_model(backbone)
-    dataset = RerankerListDataset(ctx.collection, split, run, list_size=t.list_size, sample_depth=t.sample_depth,
-                                  seed=t.seed)
     generator = torch.Generator().manual_seed(t.seed)
     loader = DataLoader(dataset, batch_size=t.batch_size, shuffle=True, generator=generator,
                         collate_fn=RerankerCollator(model.tokenize_pairs))
     module = RerankerModule(model, loss_from_config(ctx.cfg.loss), lr=t.lr, weight_decay=t.weight_decay,
                             warmup_steps=t.warmup_steps, schedule=t.schedule)
-    log.info("training %s on %d %s queries (lists of %d from %s's top %d), loss=%s",
-             cfg.name, len(dataset), split, t.list_size, first_stage.name, t.sample_depth, ctx.cfg.loss.name)
+    log.info("training %s on %s, loss=%s", cfg.name, source, ctx.cfg.loss.name)
     return _fit_and_export(module, loader, cfg, ctx, "train_reranker", key)
 
 
 def train_retriever(cfg: DictConfig, ctx, backbone: str, negatives, load_model) -> str:
     """Fine-tune a retriever (``load_model(path)`` gives the family) with in-batch negatives plus hard negatives
-    from ``negatives``' run on the training split; returns the folder of the trained model."""
+    from ``negatives``' run on the training split, or from ``train.triples``; returns the trained model's folder."""
     from torch.utils.data import DataLoader
 
     from retrieval_lab.training.data import RetrieverCollator, RetrieverPairDataset
     from retrieval_lab.training.modules import RetrieverModule
 
-    split = train_split(ctx, cfg, "retriever")
     t = cfg.train
+    if t.get("triples"):  # ir_datasets training triples: no train split; their negatives are the hard ones
+        negatives = None
+    else:
+        split = train_split(ctx, cfg, "retriever")
     key = _model_key("retriever", backbone, cfg, ctx, negatives.cfg if negatives else None)
     if (done := _cached(key, ctx, "train_retriever")) is not None:
         return done
-    run = negatives.retrieve(split) if negatives is not None else None
+    if t.get("triples"):
+        dataset = _triples(t).pairs(t.num_hard_negatives)
+        source = f"{len(dataset)} triples of {t.triples} ({t.num_hard_negatives} hard negative from each)"
+    else:
+        run = negatives.retrieve(split) if negatives is not None else None
+        dataset = RetrieverPairDataset(ctx.collection, split, run, num_hard_negatives=t.num_hard_negatives,
+                                       hard_negative_depth=t.hard_negative_depth, seed=t.seed)
+        source = (f"{len(dataset)} {split} queries ({t.num_hard_negatives} hard negatives from "
+                  f"{negatives.name if negatives else '-'})")
     model = load_model(backbone)
-    dataset = RetrieverPairDataset(ctx.collection, split, run, num_hard_negatives=t.num_hard_negatives,
-                                   hard_negative_depth=t.hard_negative_depth, seed=t.seed)
     generator = torch.Generator().manual_seed(t.seed)
     loader = DataLoader(dataset, batch_size=t.batch_size, shuffle=True, generator=generator, drop_last=False,
                         collate_fn=RetrieverCollator(model.tokenize_queries, model.tokenize_docs))
@@ -133,6 +158,5 @@ def train_retriever(cfg: DictConfig, ctx, backbone: str, negatives, load_model) 
     module = RetrieverModule(model, loss_from_config(ctx.cfg.loss), lr=t.lr, weight_decay=t.weight_decay,
                              warmup_steps=t.warmup_steps, schedule=t.schedule,
                              in_batch_negatives=t.in_batch_negatives, scale=scale)
-    log.info("training %s on %d %s queries (%d hard negatives from %s), loss=%s", cfg.name, len(dataset), split,
-             t.num_hard_negatives, negatives.name if negatives else "-", ctx.cfg.loss.name)
+    log.info("training %s on %s, loss=%s", cfg.name, source, ctx.cfg.loss.name)
     return _fit_and_export(module, loader, cfg, ctx, "train_retriever", key)
