@@ -43,14 +43,20 @@ def train_split(ctx, cfg: DictConfig, role: str) -> str:
     return split
 
 
+# settings that only change how a trained model is used (depth, inference batch, index), not the model
+_INFERENCE_ONLY = ("depth", "batch_size", "k", "index", "embeddings_dtype")
+
+
 def _model_key(kind: str, backbone: str, cfg: DictConfig, ctx, first_stage_cfg: Any) -> str:
+    """Everything a trained model depends on, and nothing it does not: a sweep over ``reranker.depth`` trains once."""
     from retrieval_lab.retrievers.dense import model_fingerprint
 
     hw = ctx.hardware
+    training = {k: v for k, v in _plain(cfg).items() if k not in _INFERENCE_ONLY}
     # trained on train.triples (named, with max_triples, in cfg), the model does not depend on the collection
     data = None if cfg.train.get("triples") else ctx.collection.fingerprint
     return fingerprint(
-        kind, model_fingerprint(backbone), data, _plain(cfg), _plain(ctx.cfg.loss),
+        kind, model_fingerprint(backbone), data, training, _plain(ctx.cfg.loss),
         _plain(first_stage_cfg), hw.precision, hw.devices, hw.strategy, ctx.cfg.seed,
     )
 
