@@ -77,9 +77,10 @@ class BiEncoderRetriever(Retriever):
         if self._index is None:
             corpus = self.ctx.collection.corpus
             model = self.model
+            # the model's resolved settings (pooling, similarity -> normalisation, segment ids, lengths)
             key = fingerprint(
-                "biencoder", model_fingerprint(self._model_path), corpus.fingerprint, self.cfg.pooling,
-                self.cfg.segment_ids, self.cfg.doc_max_length, self.precision, self.cfg.embeddings_dtype,
+                "biencoder", model_fingerprint(self._model_path), corpus.fingerprint, model.settings,
+                self.precision, self.cfg.embeddings_dtype,
             )
             ids = corpus.ids()
             embeddings = encode_corpus(
