@@ -8,7 +8,7 @@ import pytest
 
 from retrieval_lab.evaluation.sweep import holm, summarize
 from retrieval_lab.data import EMBEDDED_ROOT, load_beir, read_trec_run
-from tests.conftest import ROOT, needs_data
+from tests.conftest import ROOT, TINY_BERT, needs_data
 
 
 def run_py(tmp_path, *args, timeout=300):
@@ -80,3 +80,41 @@ def test_wandb_logger_writes_an_offline_run(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb"))
     out, stdout = run_py(tmp_path, "retriever=bm25", "logger=wandb")
     assert list((tmp_path / "wandb").rglob("*.wandb")) or list(out.rglob("*.wandb"))
+
+
+def test_train_repbert_and_cross_encoder_end_to_end_with_tiny_models(tmp_path):
+    out, stdout = run_py(
+        tmp_path, f"retriever=repbert", f"retriever.model={TINY_BERT}", "retriever.train.max_steps=3",
+        "retriever.train.batch_size=4", "loss=margin", "reranker=cross_encoder", f"reranker.model={TINY_BERT}",
+        "reranker.train.max_steps=3", "reranker.train.list_size=4", "reranker.train.batch_size=2",
+        "reranker.depth=20", "logger=none", "show_progress=false",
+    )
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) == {"baseline:bm25", "repbert", "repbert>>cross_encoder@20"}
+    assert (out / "train_retriever" / "checkpoints" / "last.ckpt").is_file()
+    assert (out / "train_reranker" / "checkpoints" / "last.ckpt").is_file()
+    first = read_trec_run(out / "runs" / "repbert.trec")
+    reranked = read_trec_run(out / "runs" / "repbert__cross_encoder_at20.trec")
+    for qid, docs in first.items():  # re-ranking reorders the top 20 and keeps the rest below, in order
+        top20 = sorted(docs, key=docs.get, reverse=True)[:20]
+        new = sorted(reranked[qid], key=reranked[qid].get, reverse=True)
+        assert set(new[:20]) == set(top20) and new[20:] == sorted(docs, key=docs.get, reverse=True)[20:]
+    # the trained reranker folder loads as a cross-encoder, and refuses to load as a bi-encoder
+    folder = (out / "train_reranker_model.txt").read_text().strip()
+    result = subprocess.run(
+        [sys.executable, "run.py", "retriever=biencoder", f"retriever.model={folder}", "logger=none",
+         f"hydra.run.dir={tmp_path / 'mismatch'}", f"cache_dir={tmp_path / 'cache'}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode != 0 and "cross_encoder" in result.stderr and "biencoder" in result.stderr
+
+
+@needs_data("trec-dl-2019-passage")
+def test_training_without_a_train_split_says_so(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "run.py", "dataset=trec_dl_2019", "reranker=cross_encoder", f"reranker.model={TINY_BERT}",
+         "logger=none", f"hydra.run.dir={tmp_path / 'r'}", f"cache_dir={tmp_path / 'cache'}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode != 0
+    assert "no judged 'train' split" in result.stderr and "reranker.train.enabled=false" in result.stderr
