@@ -40,6 +40,7 @@ __all__ = [
     "load_pretrained",
     "read_family",
     "write_family",
+    "save_family",
     "family_settings",
     "supports_token_types",
     "length_sorted_batches",
@@ -197,6 +198,16 @@ def write_family(path: str | os.PathLike[str], family: str, settings: dict[str, 
     tmp = file.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     os.replace(tmp, file)
+
+
+def save_family(path: str | os.PathLike[str], model: Any, tokenizer: Any, family: str, settings: dict[str, Any]) -> None:
+    """Write a family's checkpoint folder: HF model (safetensors) + tokenizer, then ``retrieval_lab.json``
+    last, which marks the folder complete."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path, safe_serialization=True)
+    tokenizer.save_pretrained(path)
+    write_family(path, family, settings)
 
 
 def family_settings(path: str, expected: str, loader: str) -> dict[str, Any]:

@@ -66,7 +66,7 @@ from retrieval_lab.models.backbone import (
     load_pretrained,
     resolve_backbone,
     supports_token_types,
-    write_family,
+    save_family,
 )
 
 __all__ = ["BiEncoder", "POOLINGS", "SIMILARITIES"]
@@ -293,11 +293,7 @@ class BiEncoder(nn.Module):
 
     def save_pretrained(self, path: str | os.PathLike[str]) -> None:
         """Write backbone (safetensors) + tokenizer + ``retrieval_lab.json`` into ``path``."""
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        self.encoder.save_pretrained(path, safe_serialization=True)
-        self.tokenizer.save_pretrained(path)
-        write_family(path, self.family, self.settings)  # last: marks the folder complete
+        save_family(path, self.encoder, self.tokenizer, self.family, self.settings)
 
 
 def _accepted_inputs(encoder: nn.Module) -> frozenset[str]:

@@ -44,7 +44,7 @@ from retrieval_lab.models.backbone import (
     length_sorted_batches,
     load_pretrained,
     resolve_backbone,
-    write_family,
+    save_family,
 )
 
 __all__ = ["CrossEncoder"]
@@ -206,8 +206,4 @@ class CrossEncoder(nn.Module):
 
     def save_pretrained(self, path: str | os.PathLike[str]) -> None:
         """Write model + head (safetensors) + tokenizer + ``retrieval_lab.json`` into ``path``."""
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(path, safe_serialization=True)
-        self.tokenizer.save_pretrained(path)
-        write_family(path, self.family, self.settings)
+        save_family(path, self.model, self.tokenizer, self.family, self.settings)
