@@ -19,6 +19,9 @@ class Retriever:
     def name(self) -> str:
         return str(self.cfg.name)
 
+    def prepare(self) -> None:
+        """Train (when configured) and index; timed apart from ``retrieve`` so ms/query means search only."""
+
     def retrieve(self, split: str) -> dict[str, dict[str, float]]:
         raise NotImplementedError
 

@@ -40,6 +40,9 @@ class BM25Retriever(Retriever):
                 self._index = fresh
         return self._index
 
+    def prepare(self) -> None:
+        self.index  # noqa: B018 (builds or loads the cached index)
+
     def retrieve(self, split: str) -> dict[str, dict[str, float]]:
         topics = self.ctx.collection.topics(split)
         qids = list(topics)

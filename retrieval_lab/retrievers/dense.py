@@ -101,6 +101,9 @@ class BiEncoderRetriever(Retriever):
             self._index.build(np.ascontiguousarray(embeddings, dtype=np.float32), ids)
         return self._index
 
+    def prepare(self) -> None:
+        self.index  # noqa: B018 (loads or trains the model, encodes the corpus, builds the index)
+
     def retrieve(self, split: str) -> dict[str, dict[str, float]]:
         index = self.index
         topics = self.ctx.collection.topics(split)
