@@ -17,7 +17,7 @@ def cfg(*overrides):
         return compose(config_name="config", overrides=list(overrides))
 
 
-def run_py(*args, timeout=120):
+def run_py(*args, timeout=600):
     return subprocess.run(
         [sys.executable, "run.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
     )

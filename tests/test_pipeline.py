@@ -11,7 +11,7 @@ from retrieval_lab.data import EMBEDDED_ROOT, load_beir, read_trec_run
 from tests.conftest import ROOT, TINY_BERT, needs_data
 
 
-def run_py(tmp_path, *args, timeout=300):
+def run_py(tmp_path, *args, timeout=900):
     out = tmp_path / "run"
     env_args = [f"hydra.run.dir={out}", f"cache_dir={tmp_path / 'cache'}"]
     result = subprocess.run(
@@ -57,7 +57,7 @@ def test_sweep_runs_one_job_per_value(tmp_path):
     result = subprocess.run(
         [sys.executable, "run.py", "-m", "retriever=bm25", "retriever.k1=0.6,0.9,1.2", "logger=none",
          f"hydra.sweep.dir={sweep}", f"cache_dir={tmp_path / 'cache'}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = sorted(p.parent for p in sweep.glob("*/metrics.json"))
@@ -104,7 +104,7 @@ def test_train_repbert_and_cross_encoder_end_to_end_with_tiny_models(tmp_path):
     result = subprocess.run(
         [sys.executable, "run.py", "retriever=biencoder", f"retriever.model={folder}", "logger=none",
          f"hydra.run.dir={tmp_path / 'mismatch'}", f"cache_dir={tmp_path / 'cache'}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
     )
     assert result.returncode != 0 and "cross_encoder" in result.stderr and "biencoder" in result.stderr
 
@@ -114,7 +114,7 @@ def test_training_without_a_train_split_says_so(tmp_path):
     result = subprocess.run(
         [sys.executable, "run.py", "dataset=trec_dl_2019", "reranker=cross_encoder", f"reranker.model={TINY_BERT}",
          "logger=none", f"hydra.run.dir={tmp_path / 'r'}", f"cache_dir={tmp_path / 'cache'}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
     )
     assert result.returncode != 0
     assert "no judged 'train' split" in result.stderr and "reranker.train.enabled=false" in result.stderr
