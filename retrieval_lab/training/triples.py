@@ -21,7 +21,6 @@ Items are fixed (the triples are the sampling): shuffling is the DataLoader's.
 
 from __future__ import annotations
 
-import difflib
 import itertools
 import os
 import sys
@@ -75,15 +74,13 @@ def docpair_ids(family: str | None = None) -> list[str]:
 
 
 def _load(dataset_id: str):
-    irds = _ir_datasets()
+    from retrieval_lab.data.irds import _load as load_dataset  # its unknown-id error, with close matches
+
     try:
-        return irds.load(dataset_id)
-    except KeyError:
-        close = difflib.get_close_matches(dataset_id, list(irds.registry), n=3, cutoff=0.6)
-        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        return load_dataset(dataset_id)
+    except CollectionError as e:
         raise CollectionError(
-            f"train.triples: unknown ir_datasets id {dataset_id!r}.{hint} Datasets with training triples "
-            f"include {', '.join(EXAMPLE_TRIPLES)} (https://ir-datasets.com)"
+            f"train.triples: {e} Datasets with training triples include {', '.join(EXAMPLE_TRIPLES)}"
         ) from None
 
 
