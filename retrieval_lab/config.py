@@ -55,6 +55,9 @@ class TrainConfig:
     weight_decay: float = 0.01
     warmup_steps: int = 50
     schedule: str = "linear"  # linear | constant
+    # dropout on attention probabilities while training (null = the model's own, 0.1 for BERTs); 0 lets CPU
+    # attention use its fused kernel: 2.5x faster MiniLM steps here
+    attention_dropout: Optional[float] = None
     accumulate_grad_batches: int = 1
     log_every_n_steps: int = 10
     resume_from: Optional[str] = None  # a Lightning checkpoint to resume from

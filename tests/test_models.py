@@ -268,3 +268,48 @@ def test_minilm_matches_sentence_transformers():
     torch.testing.assert_close(d, ref, atol=1e-4, rtol=0)
     # the folder's own settings (mean, normalised, no segments) are what from_pretrained picks by default
     assert BiEncoder.from_pretrained(str(path)).settings == ours.settings
+
+
+# -- attention dropout ---------------------------------------------------------------------------
+
+
+def _train_outputs(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    model.train()
+    torch.manual_seed(1)
+    a = model(**batch).last_hidden_state
+    torch.manual_seed(2)
+    b = model(**batch).last_hidden_state
+    return a, b
+
+
+def test_attention_dropout_zero_makes_training_forward_deterministic():
+    from transformers import AutoModel, AutoTokenizer
+
+    from retrieval_lab.models.backbone import set_attention_dropout
+
+    model = AutoModel.from_pretrained(TINY_BERT, hidden_dropout_prob=0.0)  # only attention dropout remains
+    batch = AutoTokenizer.from_pretrained(TINY_BERT)(QUERIES, padding=True, return_tensors="pt")
+    a, b = _train_outputs(model, batch)
+    assert (a - b).abs().max() > 1e-3  # attention dropout 0.1 is on
+    assert set_attention_dropout(model, 0.0) == 1  # one layer, one self-attention
+    a, b = _train_outputs(model, batch)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    model.eval()
+    torch.testing.assert_close(model(**batch).last_hidden_state, a, rtol=1e-5, atol=1e-5)
+
+
+def test_attention_dropout_on_t5_leaves_residual_dropout_alone():
+    from transformers import T5ForConditionalGeneration
+
+    from retrieval_lab.models.backbone import set_attention_dropout
+
+    model = T5ForConditionalGeneration.from_pretrained(TINY_T5)
+    # encoder self-attention, decoder self- and cross-attention: T5Attention keeps its dropout as a float
+    assert set_attention_dropout(model, 0.0) == 3
+    assert all(m.dropout == 0.0 for m in model.modules() if type(m).__name__ == "T5Attention")
+    residual = [m.dropout.p for m in model.modules() if type(m).__name__ in ("T5LayerSelfAttention", "T5LayerCrossAttention")]
+    assert residual == [0.1, 0.1, 0.1]
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        set_attention_dropout(model, 1.0)
+    with pytest.raises(BackboneError, match="no attention module"):
+        set_attention_dropout(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.1)), 0.0)

@@ -93,6 +93,9 @@ def test_train_repbert_and_cross_encoder_end_to_end_with_tiny_models(tmp_path):
     assert set(metrics) == {"baseline:bm25", "repbert", "repbert>>cross_encoder@20"}
     assert (out / "train_retriever" / "checkpoints" / "last.ckpt").is_file()
     assert (out / "train_reranker" / "checkpoints" / "last.ckpt").is_file()
+    log_text = (out / "run.log").read_text()  # the cross-encoder preset trains without attention dropout
+    assert "train_reranker: attention dropout 0.0 in 1 attention modules" in log_text
+    assert "train_retriever: attention dropout" not in log_text  # repbert keeps the model's own
     first = read_trec_run(out / "runs" / "repbert.trec")
     reranked = read_trec_run(out / "runs" / "repbert__cross_encoder_at20.trec")
     for qid, docs in first.items():  # re-ranking reorders the top 20 and keeps the rest below, in order

@@ -27,5 +27,6 @@ def test_training_settings_loss_first_stage_and_precision_do():
     changed = [
         key("loss=poly1"), key("loss=softmax", "reranker.train.lr=1e-4"), key("reranker.train.list_size=8"),
         key("retriever.k1=1.2"), key("hardware=cpu_bf16"), key("seed=1"), key("reranker.max_length=128"),
+        key("reranker.train.attention_dropout=null"),
     ]
     assert base not in changed and len(set(changed)) == len(changed)

@@ -66,6 +66,11 @@ def _fit_and_export(module, loader, cfg: DictConfig, ctx, stage: str, key: str) 
 
     target = ctx.cache_dir / "models" / key
     module.model.train()  # from_pretrained returns eval mode; Lightning keeps modes as it finds them (dropout on)
+    if cfg.train.get("attention_dropout") is not None:
+        from retrieval_lab.models.backbone import set_attention_dropout
+
+        n = set_attention_dropout(module.model, float(cfg.train.attention_dropout))
+        log.info("%s: attention dropout %s in %d attention modules", stage, cfg.train.attention_dropout, n)
     trainer = build_trainer(
         ctx.hardware, cfg.train, output_dir=ctx.stage_dir(stage),
         logger=ctx.logger.get_lightning_logger(), enable_progress_bar=ctx.show_progress,
