@@ -16,6 +16,11 @@ linear schedule without warmup), gradient clipping at norm 1, dropout on, the sa
   environment does not have (``fit`` raises ImportError), so ``old_fit`` (the pre-v4 loop, kept in v6) is the
   training API that runs here.
 
+- ``bf16-nodrop``: both systems again in bf16, with attention dropout 0 (``set_attention_dropout``: what our
+  reranker preset's ``reranker.train.attention_dropout: 0.0`` does; ST gets the same change, so the pair stays
+  like for like). The notes add ours-nodrop against ST bf16 with its default dropout: what a user of the two
+  defaults sees.
+
 Overhead probe: the same four systems, lock-step and batches on ``tests/fixtures/models/tiny-bert`` (1 layer,
 hidden 64), 2 + 10 steps: the model costs next to nothing there, so the step times are what each library's loop,
 tokenising, loss, clipping and optimiser cost around the model.
@@ -66,9 +71,12 @@ PAIRS = LISTS * LIST_SIZE
 WARMUP, STEPS = 1, 4
 THREADS_ENV = "RETRIEVAL_LAB_BENCH_THREADS"
 LR, WEIGHT_DECAY, CLIP = 3e-5, 0.01, 1.0
-PAIRED = {"ST fp32": "ours fp32", "ST bf16": "ours bf16"}
+PAIRED = {"ST fp32": "ours fp32", "ST bf16": "ours bf16", "ST bf16-nodrop": "ours bf16-nodrop"}
 PRECISION = {"ours fp32": "32-true", "ours bf16": "bf16-mixed", "ST fp32": "fp32",
-             "ST bf16": "use_amp (bf16 autocast)"}
+             "ST bf16": "use_amp (bf16 autocast)", "ours bf16-nodrop": "bf16-mixed, attention dropout 0",
+             "ST bf16-nodrop": "use_amp, attention dropout 0"}
+# "bf16-nodrop": both systems with attention dropout 0 (our reranker preset's reranker.train.attention_dropout)
+ATTENTION_DROPOUT = {"fp32": None, "bf16": None, "bf16-nodrop": 0.0}
 PROBE_MODEL = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "models" / "tiny-bert"
 PROBE_WARMUP, PROBE_STEPS = 2, 10
 
@@ -265,6 +273,7 @@ def _lockstep(folder: str, dataset, picked: list[int], warmup: int, steps: int, 
 
     from retrieval_lab.losses import build_loss
     from retrieval_lab.models import CrossEncoder
+    from retrieval_lab.models.backbone import set_attention_dropout
     from retrieval_lab.training import RerankerCollator, RerankerModule, build_trainer
 
     names = [n for p in precisions for n in (f"ours {p}", f"ST {p}")]
@@ -280,9 +289,11 @@ def _lockstep(folder: str, dataset, picked: list[int], warmup: int, steps: int, 
     job_threads: dict[str, int] = {}
     tmp = tempfile.TemporaryDirectory(prefix="bench_train_")
 
-    def ours_job(name: str, precision: str):
+    def ours_job(name: str, precision: str, attention_dropout: float | None):
         model = CrossEncoder.from_pretrained(folder, max_length=MAX_LENGTH)
         model.train()  # as the pipeline's training stage does (from_pretrained returns eval mode)
+        if attention_dropout is not None:
+            set_attention_dropout(model, attention_dropout)
         loader = DataLoader(Subset(dataset, picked), batch_size=LISTS, shuffle=False,
                             collate_fn=_TurnCollate(RerankerCollator(model.tokenize_pairs), clocks[name]))
         module = RerankerModule(model, build_loss("pointwise_ce"), lr=LR, weight_decay=WEIGHT_DECAY,
@@ -304,8 +315,10 @@ def _lockstep(folder: str, dataset, picked: list[int], warmup: int, steps: int, 
                                 enable_progress_bar=False)
         trainer.fit(module, train_dataloaders=loader)
 
-    def st_job(name: str, amp: bool):
+    def st_job(name: str, amp: bool, attention_dropout: float | None):
         model = STCrossEncoder(folder, num_labels=1, max_length=MAX_LENGTH, device="cpu")
+        if attention_dropout is not None:
+            set_attention_dropout(model if isinstance(model, torch.nn.Module) else model.model, attention_dropout)
         examples = [InputExample(texts=[q, d], label=lab) for q, d, lab in flat]
         loader = _ClockedLoader(DataLoader(examples, batch_size=PAIRS, shuffle=False), clocks[name])
 
@@ -332,8 +345,11 @@ def _lockstep(folder: str, dataset, picked: list[int], warmup: int, steps: int, 
 
         return threading.Thread(target=target, name=name, daemon=True)
 
-    make = {"ours fp32": (ours_job, "32-true"), "ST fp32": (st_job, False),
-            "ours bf16": (ours_job, "bf16-mixed"), "ST bf16": (st_job, True)}
+    make = {}
+    for p in precisions:
+        amp = p != "fp32"
+        make[f"ours {p}"] = (ours_job, "bf16-mixed" if amp else "32-true", ATTENTION_DROPOUT[p])
+        make[f"ST {p}"] = (st_job, amp, ATTENTION_DROPOUT[p])
     jobs = [thread(n, *make[n]) for n in names]
     load = [os.getloadavg()]
     t0 = time.perf_counter()
@@ -385,8 +401,19 @@ def _rows(res: dict, model: str, warmup: int, steps: int, threads: int) -> list[
     return rows
 
 
+def _preset_note(res: dict, precisions) -> dict:
+    """What a user gets from the defaults: our reranker preset (attention dropout 0) against ST's (dropout on)."""
+    if not {"bf16", "bf16-nodrop"} <= set(precisions):
+        return {}
+    ours, st = res["measured"]["ours bf16-nodrop"], res["measured"]["ST bf16"]
+    ratios = [s / o for s, o in zip(st, ours)]
+    return {"defaults: ours preset (attention dropout 0) vs ST default (0.1), bf16, ST s / ours s":
+            f"{statistics.median(ratios):.3f} (steps {min(ratios):.2f}-{max(ratios):.2f})"}
+
+
 def run(data_dir=None, repeats: int | None = None, warmup: int = WARMUP, steps: int = STEPS,
-        threads: int | None = None, seed: int = 0, probe: bool = True, precisions=("fp32", "bf16")) -> dict:
+        threads: int | None = None, seed: int = 0, probe: bool = True,
+        precisions=("fp32", "bf16", "bf16-nodrop")) -> dict:
     """``repeats`` (the runner's ``--repeats``) sets the number of measured steps. ``probe``: also run the
     loop-overhead probe on the tiny test model (``PROBE_MODEL``, a second, much cheaper lock-step run).
     ``precisions``: which pairs (ours + ST) to run, e.g. ``("bf16",)`` for a longer look at one pair."""
@@ -437,6 +464,7 @@ def run(data_dir=None, repeats: int | None = None, warmup: int = WARMUP, steps: 
             + f" ({'met' if min(main[st]['ratio'], main[st].get('cpu_ratio') or 9) >= 1.0 else 'missed'})"
             for p, st in ((p, f"ST {p}") for p in precisions)
         ),
+        **_preset_note(res, precisions),
         "ours collate (RerankerCollator: tokenise 32 pairs + labels/mask), s per step": round(collate_s, 4),
         "torch threads seen by each system's thread": res["threads"],
         "wall time of the lock-stepped MiniLM runs, s": round(res["wall"], 1),
