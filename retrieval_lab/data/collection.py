@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,38 +74,37 @@ class Corpus:
         ``id_keys``/``text_keys`` are tried in order (e.g. ``("_id", "id", "docid")`` and ``("text", "contents")``
         to also accept Pyserini-style files). Errors name the file and line.
         """
-        path = Path(path)
-        require_file(path, "corpus file")
-        hasher = hashlib.sha256()
-        seen: dict[str, int] = {}
 
-        def docs() -> Iterator[Doc]:
-            for lineno, line in iter_lines(path, hasher):
-                if not line.strip():
-                    continue
-                record = parse_json_line(path, lineno, line)
-                doc_id = _first_key(record, id_keys)
-                if doc_id is None:
-                    raise CollectionError(f"{path}:{lineno}: document has no {' / '.join(id_keys)} field")
-                doc_id = _as_id(doc_id, path, lineno)
-                text = _first_key(record, text_keys)
-                if text is None:
-                    raise CollectionError(f"{path}:{lineno}: document {doc_id!r} has no {' / '.join(text_keys)} field")
-                if doc_id in seen:
-                    raise CollectionError(
-                        f"{path}:{lineno}: duplicate document id {doc_id!r} (first on line {seen[doc_id]})"
-                    )
-                seen[doc_id] = lineno
-                yield Doc(id=doc_id, text=_as_text(text), title=_as_text(record.get("title")))
+        def parse(path: Path, lineno: int, line: str) -> Doc:
+            record = parse_json_line(path, lineno, line)
+            doc_id = _first_key(record, id_keys)
+            if doc_id is None:
+                raise CollectionError(f"{path}:{lineno}: document has no {' / '.join(id_keys)} field")
+            doc_id = _as_id(doc_id, path, lineno)
+            text = _first_key(record, text_keys)
+            if text is None:
+                raise CollectionError(f"{path}:{lineno}: document {doc_id!r} has no {' / '.join(text_keys)} field")
+            return Doc(id=doc_id, text=_as_text(text), title=_as_text(record.get("title")))
 
-        corpus = cls(docs(), fingerprint="", source=str(path))
-        corpus.fingerprint = hasher.hexdigest()
-        return corpus
+        return cls._stream(Path(path), parse)
 
     @classmethod
     def from_tsv(cls, path: str | Path) -> Corpus:
         """Stream a ``docid<TAB>text`` corpus (MS MARCO collection.tsv style; the text may hold further tabs)."""
-        path = Path(path)
+
+        def parse(path: Path, lineno: int, line: str) -> Doc:
+            doc_id, sep, text = line.partition("\t")
+            doc_id = doc_id.strip()
+            if not sep or not doc_id:
+                raise CollectionError(f"{path}:{lineno}: expected 'docid<TAB>text', got {line[:80]!r}")
+            return Doc(id=doc_id, text=text.strip())
+
+        return cls._stream(Path(path), parse)
+
+    @classmethod
+    def _stream(cls, path: Path, parse: Callable[[Path, int, str], Doc]) -> Corpus:
+        """A corpus read lazily from ``path``, one document per non-blank line (``parse``), with the file's
+        sha256 as fingerprint; a duplicate id names both lines."""
         require_file(path, "corpus file")
         hasher = hashlib.sha256()
         seen: dict[str, int] = {}
@@ -114,16 +113,13 @@ class Corpus:
             for lineno, line in iter_lines(path, hasher):
                 if not line.strip():
                     continue
-                doc_id, sep, text = line.partition("\t")
-                doc_id = doc_id.strip()
-                if not sep or not doc_id:
-                    raise CollectionError(f"{path}:{lineno}: expected 'docid<TAB>text', got {line[:80]!r}")
-                if doc_id in seen:
+                doc = parse(path, lineno, line)
+                if doc.id in seen:
                     raise CollectionError(
-                        f"{path}:{lineno}: duplicate document id {doc_id!r} (first on line {seen[doc_id]})"
+                        f"{path}:{lineno}: duplicate document id {doc.id!r} (first on line {seen[doc.id]})"
                     )
-                seen[doc_id] = lineno
-                yield Doc(id=doc_id, text=text.strip())
+                seen[doc.id] = lineno
+                yield doc
 
         corpus = cls(docs(), fingerprint="", source=str(path))
         corpus.fingerprint = hasher.hexdigest()
