@@ -16,6 +16,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from retrieval_lab.cache import write_text_atomic
 from retrieval_lab.context import StageContext, default_cache_dir
 from retrieval_lab.data import load_collection
 from retrieval_lab.data.runs import write_trec_run
@@ -142,17 +143,17 @@ def _run(cfg: DictConfig, out: Path, logger) -> float:
         name: evaluate(qrels, run, metrics=list(cfg.eval.metrics), rel_threshold=threshold)
         for name, run in runs.items()
     }
-    write_metrics(out, results)
     efficiency = {name: _efficiency(ctx, name, run) for name, run in runs.items()}
-    (out / "efficiency.json").write_text(json.dumps(efficiency, indent=2))
+    write_text_atomic(out / "efficiency.json", json.dumps(efficiency, indent=2))
 
     rows = {name: res.aggregate for name, res in results.items()}
     main_metric = str(cfg.eval.metrics[0])
     table = metrics_table(rows, list(cfg.eval.metrics), fmt="plain")
     significance = _significance(cfg, results, baseline_name or first, main_metric)
-    (out / "results.md").write_text(
-        metrics_table(rows, list(cfg.eval.metrics), fmt="markdown") + "\n" + significance + "\n"
+    write_text_atomic(
+        out / "results.md", metrics_table(rows, list(cfg.eval.metrics), fmt="markdown") + "\n" + significance + "\n"
     )
+    write_metrics(out, results)  # metrics.json last: its presence marks a finished run
     print(f"\n{collection.name} ({split}, {len(qrels)} queries)\n{table}\n{significance}")
     print(f"outputs: {out}")
 

@@ -103,3 +103,19 @@ def test_cache_root_env(monkeypatch, tmp_path):
     assert cache_root() == tmp_path / "c"
     monkeypatch.delenv("RETRIEVAL_LAB_CACHE")
     assert cache_root() == Path.home() / ".cache" / "retrieval_lab"
+
+
+def test_write_text_atomic_keeps_the_old_file_when_the_write_fails(tmp_path, monkeypatch):
+    from retrieval_lab.cache import write_text_atomic
+
+    path = tmp_path / "results.md"
+    write_text_atomic(path, "old\n")
+    assert path.read_text() == "old\n"
+
+    def fail(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("retrieval_lab.cache.os.replace", fail)
+    with pytest.raises(OSError, match="disk full"):
+        write_text_atomic(path, "new, half written")
+    assert path.read_text() == "old\n" and sorted(p.name for p in tmp_path.iterdir()) == ["results.md"]

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from retrieval_lab.cache import write_text_atomic
 from retrieval_lab.evaluation.metrics import EvalResult
 
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
@@ -82,22 +82,11 @@ def metrics_table(
     return "\n".join([fmt_row(header), "  ".join("-" * w for w in widths)] + [fmt_row(r) for r in body])
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_metrics(out_dir: str | os.PathLike, stage_results: Mapping[str, EvalResult]) -> tuple[Path, Path]:
     """Write ``metrics.json`` (stage -> metric -> mean) and ``per_query.tsv`` (stage, metric, qid, value).
 
-    Both are written atomically (temporary file, then rename). Returns the two paths.
+    Both are written atomically (temporary file, then rename), metrics.json last: a run folder with it is
+    finished. Returns the two paths.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -107,8 +96,8 @@ def write_metrics(out_dir: str | os.PathLike, stage_results: Mapping[str, EvalRe
         for metric, per_q in res.per_query.items():
             lines += [f"{stage}\t{metric}\t{qid}\t{float(v)!r}" for qid, v in per_q.items()]
     metrics_path, per_query_path = out / "metrics.json", out / "per_query.tsv"
-    _write_atomic(metrics_path, json.dumps(aggregate, indent=2) + "\n")
-    _write_atomic(per_query_path, "\n".join(lines) + "\n")
+    write_text_atomic(per_query_path, "\n".join(lines) + "\n")
+    write_text_atomic(metrics_path, json.dumps(aggregate, indent=2) + "\n")
     return metrics_path, per_query_path
 
 
