@@ -26,6 +26,8 @@ from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as pkg_version
 from pathlib import Path
 
+from retrieval_lab.cache import write_text_atomic
+
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "results"
 DATA_ENV = "RETRIEVAL_LAB_DATA"
@@ -170,9 +172,7 @@ def main(argv=None) -> int:
         print(text, flush=True)
         payload = {"benchmark": name, "environment": env, "rows": rows, "notes": notes}
         for suffix, content in ((".json", json.dumps(payload, indent=2, default=str) + "\n"), (".md", text)):
-            tmp = args.out / f".{name}{suffix}.tmp"
-            tmp.write_text(content, encoding="utf-8")
-            os.replace(tmp, args.out / f"{name}{suffix}")
+            write_text_atomic(args.out / f"{name}{suffix}", content)
         print(f"wrote {args.out / (name + '.json')} and {args.out / (name + '.md')}", file=sys.stderr)
     return 0
 

@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from omegaconf import OmegaConf  # noqa: E402
 
+from retrieval_lab.cache import write_text_atomic  # noqa: E402
 from retrieval_lab.data import load_collection, read_trec_run  # noqa: E402
 from retrieval_lab.evaluation.depth import depth_curve  # noqa: E402
 from retrieval_lab.evaluation.metrics import evaluate  # noqa: E402
@@ -60,7 +61,7 @@ def main() -> None:
         table = f"{name} on {collection.name} {split} ({len(qrels)} queries), re-ranking depth cut from {path.name}\n\n"
         table += "\n".join(lines)
         print(table + "\n")
-        (root / "depth_curve.md").write_text(table + "\n")
+        write_text_atomic(root / "depth_curve.md", table + "\n")
         _plot(curve, args.metrics, name, root / "depth_curve.png")
         print(f"wrote {root / 'depth_curve.md'} and {root / 'depth_curve.png'}")
 

@@ -28,6 +28,8 @@ from typing import Any
 
 import torch
 
+from retrieval_lab.cache import write_text_atomic
+
 __all__ = [
     "BackboneError",
     "FamilyMismatchError",
@@ -194,10 +196,7 @@ def _version() -> str:
 def write_family(path: str | os.PathLike[str], family: str, settings: dict[str, Any]) -> None:
     """Write ``retrieval_lab.json`` (family name + settings) into a checkpoint folder."""
     meta = {"family": family, "settings": settings, "retrieval_lab_version": _version(), "format": 1}
-    file = Path(path) / FAMILY_FILE
-    tmp = file.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, file)
+    write_text_atomic(Path(path) / FAMILY_FILE, json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
 
 def save_family(path: str | os.PathLike[str], model: Any, tokenizer: Any, family: str, settings: dict[str, Any]) -> None:
