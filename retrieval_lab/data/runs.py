@@ -17,7 +17,7 @@ from pathlib import Path
 from retrieval_lab.data.collection import iter_lines, require_file, warn_skipped
 from retrieval_lab.data.errors import CollectionError
 
-__all__ = ["Run", "read_trec_run", "write_trec_run", "cut", "ranked"]
+__all__ = ["Run", "read_trec_run", "write_trec_run", "cut", "cut_depth", "ranked"]
 
 Run = dict[str, dict[str, float]]
 
@@ -89,6 +89,33 @@ def cut(run: Mapping[str, Mapping[str, float]], depth: int) -> Run:
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
         raise ValueError(f"depth must be a positive integer, got {depth!r}")
     return {qid: dict(ranked(scores)[:depth]) for qid, scores in run.items()}
+
+
+def cut_depth(first_stage: Mapping[str, Mapping[str, float]], reranked: Mapping[str, Mapping[str, float]],
+              depth: int) -> Run:
+    """The run re-ranking only the top ``depth`` of ``first_stage``, from ``reranked`` (which must hold a score for
+    every one of them): the head ordered by the re-ranker, the rest in the first stage's order beneath it (so
+    recall at the first stage's depth is kept). Re-ranking and cutting a finished re-ranking back to a smaller
+    depth (``retrieval_lab.evaluation.depth``) both build their runs here."""
+    if depth < 0:
+        raise ValueError(f"depth must be >= 0, got {depth}")
+    out: dict[str, dict[str, float]] = {}
+    for qid, docs in first_stage.items():
+        order = [doc_id for doc_id, _ in ranked(docs)]
+        scores = reranked.get(qid, {})
+        head = order[:depth]
+        missing = [d for d in head if d not in scores]
+        if missing:
+            raise ValueError(
+                f"query {qid!r}: the reranked run has no score for {len(missing)} of the first stage's top {depth} "
+                f"(e.g. {missing[0]!r}); it was re-ranked at a smaller depth or from another first stage"
+            )
+        new = {doc_id: float(scores[doc_id]) for doc_id in head}
+        floor = min(new.values(), default=0.0)
+        for i, doc_id in enumerate(order[depth:]):
+            new[doc_id] = floor - 1.0 - i
+        out[qid] = new
+    return out
 
 
 def write_trec_run(run: Mapping[str, Mapping[str, float]], path: str | os.PathLike, tag: str = "retrieval_lab") -> Path:

@@ -10,33 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from retrieval_lab.data.runs import ranked
+from retrieval_lab.data.runs import cut_depth
 
 Run = Mapping[str, Mapping[str, float]]
 
-
-def cut_depth(first_stage: Run, reranked: Run, depth: int) -> dict[str, dict[str, float]]:
-    """The run re-ranking only the top ``depth`` of ``first_stage``, from ``reranked`` (which must hold a score for
-    every one of them): the head ordered by the re-ranker, the rest in the first stage's order beneath it."""
-    if depth < 0:
-        raise ValueError(f"depth must be >= 0, got {depth}")
-    out: dict[str, dict[str, float]] = {}
-    for qid, docs in first_stage.items():
-        order = [doc_id for doc_id, _ in ranked(docs)]
-        scores = reranked.get(qid, {})
-        head = order[:depth]
-        missing = [d for d in head if d not in scores]
-        if missing:
-            raise ValueError(
-                f"query {qid!r}: the reranked run has no score for {len(missing)} of the first stage's top {depth} "
-                f"(e.g. {missing[0]!r}); it was re-ranked at a smaller depth or from another first stage"
-            )
-        new = {doc_id: float(scores[doc_id]) for doc_id in head}
-        floor = min(new.values(), default=0.0)
-        for i, doc_id in enumerate(order[depth:]):
-            new[doc_id] = floor - 1.0 - i
-        out[qid] = new
-    return out
+__all__ = ["cut_depth", "depth_curve"]
 
 
 def depth_curve(first_stage: Run, reranked: Run, depths: Iterable[int], evaluate_run) -> dict[int, dict[str, float]]:

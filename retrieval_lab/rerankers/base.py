@@ -3,7 +3,7 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from retrieval_lab.context import StageContext
-from retrieval_lab.data.runs import ranked
+from retrieval_lab.data.runs import cut_depth, ranked
 
 
 class Reranker:
@@ -34,12 +34,5 @@ class Reranker:
             heads[qid] = order[:depth]
             pairs.extend((topics[qid], corpus[doc_id].contents()) for doc_id in heads[qid])
         scores = iter(self.score(pairs))
-        out: dict[str, dict[str, float]] = {}
-        for qid, docs in run.items():
-            new = {doc_id: float(next(scores)) for doc_id in heads[qid]}
-            floor = min(new.values(), default=0.0)
-            tail = [doc_id for doc_id, _ in ranked(docs)][depth:]
-            for i, doc_id in enumerate(tail):  # keep the first stage's order below the re-ranked head
-                new[doc_id] = floor - 1.0 - i
-            out[qid] = new
-        return out
+        head_scores = {qid: {doc_id: float(next(scores)) for doc_id in head} for qid, head in heads.items()}
+        return cut_depth(run, head_scores, depth)  # the first stage's order kept below the re-ranked head
