@@ -318,7 +318,7 @@ def _lockstep(folder: str, dataset, picked: list[int], warmup: int, steps: int, 
     def st_job(name: str, amp: bool, attention_dropout: float | None):
         model = STCrossEncoder(folder, num_labels=1, max_length=MAX_LENGTH, device="cpu")
         if attention_dropout is not None:
-            set_attention_dropout(model if isinstance(model, torch.nn.Module) else model.model, attention_dropout)
+            set_attention_dropout(model, attention_dropout)  # ST's CrossEncoder is an nn.Module
         examples = [InputExample(texts=[q, d], label=lab) for q, d, lab in flat]
         loader = _ClockedLoader(DataLoader(examples, batch_size=PAIRS, shuffle=False), clocks[name])
 
