@@ -143,7 +143,11 @@ def _run(cfg: DictConfig, out: Path, logger) -> float:
         name: evaluate(qrels, run, metrics=list(cfg.eval.metrics), rel_threshold=threshold)
         for name, run in runs.items()
     }
-    efficiency = {name: _efficiency(ctx, name, run) for name, run in runs.items()}
+    # one-off preparation per stage: a retriever's index (and training), a reranker's training
+    prepare = {name: ctx.timings.get(f"index:{name}", 0.0) for name in runs}
+    if reranker is not None:
+        prepare[last] = ctx.timings[f"train:{reranker.name}"]
+    efficiency = {name: _efficiency(ctx.timings.get(name, 0.0), prepare[name], run) for name, run in runs.items()}
     write_text_atomic(out / "efficiency.json", json.dumps(efficiency, indent=2))
 
     rows = {name: res.aggregate for name, res in results.items()}
@@ -177,12 +181,10 @@ def _file_name(stage: str) -> str:
     return stage.replace(">>", "__").replace(":", "-").replace("@", "_at")
 
 
-def _efficiency(ctx: StageContext, name: str, run: dict) -> dict:
+def _efficiency(seconds: float, prepare_seconds: float, run: dict) -> dict:
     """Search (or re-ranking) time per query, and the one-off preparation (training, encoding, indexing)."""
-    seconds = ctx.timings.get(name, 0.0)
-    prep = ctx.timings.get(f"index:{name}", 0.0) + ctx.timings.get(f"train:{name.rpartition('>>')[2].split('@')[0]}", 0.0)
     return {"seconds": round(seconds, 4), "ms_per_query": round(1000 * seconds / max(len(run), 1), 3),
-            "prepare_seconds": round(prep, 4)}
+            "prepare_seconds": round(prepare_seconds, 4)}
 
 
 def _significance(cfg: DictConfig, results: dict, reference: str, metric: str) -> str:

@@ -91,6 +91,11 @@ def test_train_repbert_and_cross_encoder_end_to_end_with_tiny_models(tmp_path):
     )
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) == {"baseline:bm25", "repbert", "repbert>>cross_encoder@20"}
+    efficiency = json.loads((out / "efficiency.json").read_text())
+    assert set(efficiency) == set(metrics)
+    # training sits in the preparation (prepare_seconds), apart from search / re-ranking time (seconds)
+    for stage in ("repbert", "repbert>>cross_encoder@20"):
+        assert efficiency[stage]["prepare_seconds"] > 0 and efficiency[stage]["seconds"] > 0
     assert (out / "train_retriever" / "checkpoints" / "last.ckpt").is_file()
     assert (out / "train_reranker" / "checkpoints" / "last.ckpt").is_file()
     log_text = (out / "run.log").read_text()  # the cross-encoder preset trains without attention dropout
