@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-from pathlib import Path
 
+import numba  # noqa: F401  (installed with ranx, a hard dependency; bm25s uses it for backend="numba")
 import pytest
 
 from retrieval_lab.indexes import BM25Index, Tokenizer
+from tests.conftest import DATA, needs_data
 
 BACKENDS = ["bm25s", "rank_bm25"]
 
@@ -205,7 +205,6 @@ def test_settings_and_validation():
 
 
 def test_numba_and_numpy_kernels_and_threads_give_identical_results():
-    pytest.importorskip("numba")
     queries = ["cat", "bird fish", "dog cat bird", "unknown", "fish fish cat"]
     expected = toy_index("bm25s", bm25s_backend="numpy").search(queries, k=3)
     assert toy_index("bm25s", bm25s_backend="numba").search(queries, k=3) == expected
@@ -214,11 +213,10 @@ def test_numba_and_numpy_kernels_and_threads_give_identical_results():
 
 
 # ---------------------------------------------------------------------------------------------- real data
-DATA = Path(os.environ.get("RETRIEVAL_LAB_DATA", "/work/shared/datasets"))
 SCIFACT = DATA / "scifact"
 
 
-@pytest.mark.skipif(not (SCIFACT / "corpus.jsonl").is_file(), reason=f"SciFact not found under {DATA}")
+@needs_data("scifact")
 def test_scifact_ndcg10():
     from ranx import Qrels, Run, evaluate
 

@@ -1,7 +1,6 @@
 """Doc / Corpus / Collection and the BEIR-folder loader: small temp folders and the real collections."""
 
 import json
-import os
 import warnings
 from pathlib import Path
 
@@ -9,13 +8,7 @@ import pytest
 
 from retrieval_lab.data import Collection, CollectionError, Corpus, DataWarning, Doc, load_beir
 from retrieval_lab.data.beir import read_queries_jsonl
-
-DATA = Path(os.environ.get("RETRIEVAL_LAB_DATA") or Path(__file__).resolve().parents[2] / "shared" / "datasets")
-
-
-def needs(name):
-    return pytest.mark.skipif(not (DATA / name).is_dir(),
-                              reason=f"real collection {DATA / name} not found (set RETRIEVAL_LAB_DATA)")
+from tests.conftest import DATA, needs_data
 
 
 DOCS = [
@@ -191,7 +184,7 @@ def test_stream_reads_crlf_and_bom(tmp_path):
 # -- real collections ----------------------------------------------------------------------------------------
 
 
-@needs("scifact")
+@needs_data("scifact")
 def test_scifact_counts_and_corpus_sha256():
     c = load_beir(DATA / "scifact")
     assert len(c.corpus) == 5183 and len(c.queries) == 1109
@@ -207,7 +200,7 @@ def test_scifact_counts_and_corpus_sha256():
     assert all(d in c.corpus for split in c.qrels.values() for docs in split.values() for d in docs)
 
 
-@needs("trec-dl-2019-passage")
+@needs_data("trec-dl-2019-passage")
 def test_trec_dl_2019_pool_keeps_judgments_outside_the_pool():
     with pytest.warns(DataWarning, match=r"7003 name documents not in the corpus \(kept"):
         c = load_beir(DATA / "trec-dl-2019-passage", rel_threshold=2)
@@ -219,17 +212,19 @@ def test_trec_dl_2019_pool_keeps_judgments_outside_the_pool():
     assert c.runs == {"bm25_top100": str(DATA / "trec-dl-2019-passage" / "runs" / "bm25_top100.trec")}
 
 
-@needs("cranfield")
-def test_cranfield_and_small_classics():
-    c = load_beir(DATA / "cranfield")
-    assert (len(c.corpus), len(c.queries), len(c.qrels["test"])) == (1400, 225, 225)
-    assert sum(map(len, c.qrels["test"].values())) == 1837
-    for name, counts in {"cisi": (1460, 112, 76, 3114), "med": (1033, 30, 30, 696), "adi": (82, 35, 35, 170)}.items():
-        if not (DATA / name).is_dir():
-            continue
-        c = load_beir(DATA / name)
-        assert (len(c.corpus), len(c.queries), len(c.qrels["test"]),
-                sum(map(len, c.qrels["test"].values()))) == counts, name
+CLASSICS = {  # name: (docs, queries, judged queries, judgments)
+    "cranfield": (1400, 225, 225, 1837),
+    "cisi": (1460, 112, 76, 3114),
+    "med": (1033, 30, 30, 696),
+    "adi": (82, 35, 35, 170),
+}
+
+
+@pytest.mark.parametrize("name", [pytest.param(name, marks=needs_data(name)) for name in CLASSICS])
+def test_cranfield_and_small_classics(name):
+    c = load_beir(DATA / name)
+    assert (len(c.corpus), len(c.queries), len(c.qrels["test"]),
+            sum(map(len, c.qrels["test"].values()))) == CLASSICS[name]
 
 
 def test_no_warning_when_ids_are_clean(tmp_path):

@@ -3,16 +3,15 @@ in ir_datasets' registry over local files (its LocalDownload mechanism), so noth
 
 import uuid
 
+import ir_datasets
 import pytest
+from ir_datasets.datasets.base import Dataset
+from ir_datasets.datasets.beir import BeirTitleDoc
+from ir_datasets.formats import GenericDoc, GenericQuery, TrecQrel, TrecQrels, TrecQuery, TsvDocs, TsvQueries
+from ir_datasets.util import LocalDownload
 
-ir_datasets = pytest.importorskip("ir_datasets")
-from ir_datasets.datasets.base import Dataset  # noqa: E402
-from ir_datasets.datasets.beir import BeirTitleDoc  # noqa: E402
-from ir_datasets.formats import GenericDoc, GenericQuery, TrecQrel, TrecQrels, TrecQuery, TsvDocs, TsvQueries  # noqa: E402
-from ir_datasets.util import LocalDownload  # noqa: E402
-
-from retrieval_lab.data import CollectionError, DataWarning, load_ir_datasets  # noqa: E402
-from retrieval_lab.data.irds import collection_from_records, guess_split  # noqa: E402
+from retrieval_lab.data import CollectionError, DataWarning, load_ir_datasets
+from retrieval_lab.data.irds import collection_from_records, guess_split
 
 
 def test_guess_split():

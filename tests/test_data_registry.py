@@ -1,18 +1,20 @@
 """load_collection(cfg): loader choice, RETRIEVAL_LAB_DATA lookup, ir_datasets fallback, clear errors."""
 
 import json
-import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import ir_datasets
 import pytest
+from ir_datasets.datasets.base import Dataset
+from ir_datasets.formats import TrecQrels, TsvDocs, TsvQueries
+from ir_datasets.util import LocalDownload
 from omegaconf import OmegaConf
 
 import retrieval_lab.data as data
 from retrieval_lab.data import CollectionError, load_collection
-
-DATA = Path(os.environ.get("RETRIEVAL_LAB_DATA") or Path(__file__).resolve().parents[2] / "shared" / "datasets")
+from tests.conftest import DATA, data_decision, data_root, needs_data
 
 
 @dataclass
@@ -68,11 +70,6 @@ def test_missing_folder_says_what_was_looked_for_and_how_to_fix(tmp_path, monkey
 
 
 def test_falls_back_to_ir_datasets_when_the_local_folder_is_absent(tmp_path, monkeypatch):
-    ir_datasets = pytest.importorskip("ir_datasets")
-    from ir_datasets.datasets.base import Dataset
-    from ir_datasets.formats import TrecQrels, TsvDocs, TsvQueries
-    from ir_datasets.util import LocalDownload
-
     (tmp_path / "docs.tsv").write_text("d1\tfrom ir_datasets\n")
     (tmp_path / "queries.tsv").write_text("q1\tq\n")
     (tmp_path / "qrels.txt").write_text("q1 0 d1 1\n")
@@ -128,10 +125,56 @@ def test_trec_loader_with_the_config_schema_fields(tmp_path, monkeypatch):
         load_collection(OmegaConf.create({"name": "t", "loader": "trec", "path": "a", "qrels": "b"}))
 
 
-@pytest.mark.skipif(not (DATA / "scifact").is_dir(), reason=f"{DATA / 'scifact'} not found (set RETRIEVAL_LAB_DATA)")
+@needs_data("scifact")
 def test_real_scifact_through_the_registry(monkeypatch):
     monkeypatch.setenv("RETRIEVAL_LAB_DATA", str(DATA))
     cfg = DatasetCfg(name="scifact", local_dir="scifact", ir_datasets_splits={"train": "beir/scifact/train",
                                                                               "test": "beir/scifact/test"})
     c = load_collection(cfg)
     assert (len(c.corpus), len(c.topics("train")), len(c.topics("test"))) == (5183, 809, 300)
+
+
+# -- the tests' own real-data switch (tests/conftest.py) ----------------------------------------------------
+
+
+def test_data_decision_fails_when_the_variable_is_set_but_the_collection_is_missing(tmp_path):
+    (tmp_path / "scifact").mkdir()
+    env = {"RETRIEVAL_LAB_DATA": str(tmp_path)}
+    assert data_decision("scifact", env=env, default=tmp_path / "unused") == ("run", str(tmp_path / "scifact"))
+    action, message = data_decision("cranfield", env=env, default=tmp_path)
+    assert action == "fail"
+    assert f"{tmp_path / 'cranfield'} is not a folder" in message and f"RETRIEVAL_LAB_DATA={tmp_path} is set" in message
+    # the default folder is not consulted when the variable is set, even if the collection is there
+    (tmp_path / "default" / "cranfield").mkdir(parents=True)
+    assert data_decision("cranfield", env=env, default=tmp_path / "default")[0] == "fail"
+
+
+def test_data_decision_skips_when_the_variable_is_unset_and_the_default_lacks_the_collection(tmp_path):
+    (tmp_path / "scifact").mkdir()
+    for env in ({}, {"RETRIEVAL_LAB_DATA": ""}):  # empty counts as unset
+        assert data_decision("scifact", env=env, default=tmp_path) == ("run", str(tmp_path / "scifact"))
+        action, reason = data_decision("cranfield", env=env, default=tmp_path)
+        assert action == "skip"
+        assert str(tmp_path / "cranfield") in reason and "RETRIEVAL_LAB_DATA is not set" in reason
+    assert data_root({}, default=tmp_path) == tmp_path
+    assert data_root({"RETRIEVAL_LAB_DATA": "/data/sets"}, default=tmp_path) == Path("/data/sets")
+
+
+def test_needs_data_reports_failed_when_set_and_skipped_when_unset(pytester, monkeypatch, tmp_path):
+    """The marker end to end, in a pytest run of its own: FAILED (not an error, not a skip) with the path."""
+    pytester.makeconftest("from tests.conftest import pytest_configure, pytest_runtest_call, pytest_runtest_setup\n")
+    pytester.makepyfile(test_x="""
+        from tests.conftest import needs_data
+
+        @needs_data("nowhere-collection")
+        def test_real():
+            pass
+    """)
+    monkeypatch.setenv("RETRIEVAL_LAB_DATA", str(tmp_path))
+    result = pytester.runpytest("-p", "no:cacheprovider", "-rs")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([f"*{tmp_path / 'nowhere-collection'} is not a folder*"])
+    monkeypatch.delenv("RETRIEVAL_LAB_DATA")
+    result = pytester.runpytest("-p", "no:cacheprovider", "-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*nowhere-collection*RETRIEVAL_LAB_DATA is not set*"])

@@ -1,14 +1,12 @@
 """TREC topics (SGML and tab-separated), qrels, and load_trec."""
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 
 from retrieval_lab.data import CollectionError, DataWarning, load_beir, load_trec, read_qrels, read_topics
+from tests.conftest import DATA, needs_data
 
-DATA = Path(os.environ.get("RETRIEVAL_LAB_DATA") or Path(__file__).resolve().parents[2] / "shared" / "datasets")
 DL19 = DATA / "trec-dl-2019-passage"
 
 SGML = """<top>
@@ -133,7 +131,7 @@ def test_load_trec_jsonl_corpus_and_split_mapping(tmp_path):
     assert desc.fingerprint != load_trec(tmp_path / "docs.jsonl", tmp_path / "topics.txt", tmp_path / "test.txt").fingerprint
 
 
-@pytest.mark.skipif(not DL19.is_dir(), reason=f"real collection {DL19} not found (set RETRIEVAL_LAB_DATA)")
+@needs_data("trec-dl-2019-passage")
 def test_trec_dl_2019_raw_files_match_the_beir_layout():
     """The raw NIST topics (qid<TAB>text) and qrels (qid Q0 docid grade) give the same collection as the BEIR copy."""
     topics = read_topics(DL19 / "raw" / "topics.dl19-passage.txt")

@@ -12,6 +12,7 @@ import pytrec_eval
 from scipy import stats
 
 from retrieval_lab.evaluation import EvalResult, evaluate, metrics_table, paired_test, write_metrics
+from retrieval_lab.evaluation.sweep import seed_spread, summarize
 from tests.conftest import DATA, needs_data
 
 DL19 = DATA / "trec-dl-2019-passage"
@@ -249,3 +250,35 @@ def test_paired_test():
         paired_test(a, {**b, "extra": 1.0})
     with pytest.raises(ValueError, match="test="):
         paired_test(a, b, "wilcoxon")
+
+
+# ------------------------------------------------------------------------------------ sweep summaries
+
+
+def test_seed_spread_is_the_sample_standard_deviation():
+    # mean 0.2; squared deviations 0.01 + 0 + 0.01 = 0.02; / (n - 1 = 2) = 0.01; sqrt = 0.1
+    # (the population std, / n, would be sqrt(0.02 / 3) = 0.0816)
+    assert seed_spread([0.1, 0.2, 0.3]) == pytest.approx(0.1)
+    assert seed_spread([0.5, 0.7]) == pytest.approx(math.sqrt(0.02))
+    assert seed_spread([0.4]) is None  # one seed: no spread, not 0
+
+
+def _fake_job(job_dir, overrides, per_query):
+    (job_dir / ".hydra").mkdir(parents=True)
+    (job_dir / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    lines = ["stage\tmetric\tqid\tvalue"] + [f"rerank\tndcg@10\t{q}\t{v!r}" for q, v in per_query.items()]
+    (job_dir / "per_query.tsv").write_text("\n".join(lines) + "\n")
+    mean = sum(per_query.values()) / len(per_query)
+    (job_dir / "metrics.json").write_text(json.dumps({"bm25": {"ndcg@10": 0.0}, "rerank": {"ndcg@10": mean}}))
+
+
+def test_summarize_reports_the_sample_std_over_seeds_and_no_spread_for_one_seed(tmp_path):
+    for i, (seed, value) in enumerate([(1, 0.1), (2, 0.2), (3, 0.3)]):
+        _fake_job(tmp_path / str(i), ["loss=softmax", f"seed={seed}", "logger=none"], {"q1": value, "q2": value})
+    _fake_job(tmp_path / "3", ["loss=poly1", "seed=1", "logger=none"], {"q1": 0.4, "q2": 0.6})
+    text = summarize(tmp_path)
+    assert "| loss=softmax | 0.2000 |" in text and "| loss=poly1 | **0.5000** |" in text  # means over seeds
+    assert "sample std over seeds (ddof=1): loss=softmax: ndcg@10 ±0.1000 (3 seeds); " \
+           "loss=poly1: ndcg@10 no spread (1 seed)" in text
+    assert "0.0816" not in text  # not the population std
+

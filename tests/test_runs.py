@@ -1,13 +1,12 @@
 """TREC run files: read, write (atomic), cut, ranked."""
 
 import os
-from pathlib import Path
 
 import pytest
 
 from retrieval_lab.data import CollectionError, DataWarning, cut, ranked, read_trec_run, write_trec_run
+from tests.conftest import DATA, needs_data
 
-DATA = Path(os.environ.get("RETRIEVAL_LAB_DATA") or Path(__file__).resolve().parents[2] / "shared" / "datasets")
 DL19 = DATA / "trec-dl-2019-passage"
 
 
@@ -76,7 +75,7 @@ def test_unknown_queries_and_docs_are_skipped_with_counts(tmp_path):
     assert run == {"q1": {"d1": 3.0, "d2": 1.0}}
 
 
-@pytest.mark.skipif(not DL19.is_dir(), reason=f"real collection {DL19} not found (set RETRIEVAL_LAB_DATA)")
+@needs_data("trec-dl-2019-passage")
 def test_bm25_top100_run_reads_and_rewrites_byte_for_byte(tmp_path):
     src = DL19 / "runs" / "bm25_top100.trec"
     run = read_trec_run(src)

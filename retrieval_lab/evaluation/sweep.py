@@ -1,6 +1,6 @@
 """Turn a finished Hydra sweep (``multirun/...``) into one table: a row per setting, the last stage's
-metrics, mean ± std over seeds when ``seed`` was swept, and paired tests against a reference row with
-Holm's correction for the number of comparisons."""
+metrics, mean ± sample standard deviation (ddof=1) over seeds when ``seed`` was swept, and paired tests
+against a reference row with Holm's correction for the number of comparisons."""
 
 from __future__ import annotations
 
@@ -47,6 +47,13 @@ def holm(p_values: list[float]) -> list[float]:
     return adjusted
 
 
+def seed_spread(values) -> float | None:
+    """Spread of one setting's metric over its seeds: the sample standard deviation (ddof=1, the square root of
+    the unbiased variance estimate). None for a single seed: one value gives no estimate of spread (not 0)."""
+    values = np.asarray(list(values), dtype=np.float64)
+    return float(np.std(values, ddof=1)) if values.size > 1 else None
+
+
 def summarize(sweep_dir: str | Path, metrics: list[str] | None = None, reference: int = 0,
               test: str = "t", fmt: str = "markdown") -> str:
     jobs = [load_job(p.parent) for p in sorted(Path(sweep_dir).glob("*/metrics.json"), key=_job_order)]
@@ -61,15 +68,20 @@ def summarize(sweep_dir: str | Path, metrics: list[str] | None = None, reference
         groups[label].append(job)
     labels = list(groups)
     rows: dict[str, dict[str, float]] = {}
-    spread: dict[str, dict[str, float]] = {}
+    spread: dict[str, dict[str, float | None]] = {}
     for label, members in groups.items():
         rows[label] = {m: float(np.mean([j["metrics"][m] for j in members])) for m in metrics}
-        spread[label] = {m: float(np.std([j["metrics"][m] for j in members])) for m in metrics}
+        spread[label] = {m: seed_spread(j["metrics"][m] for j in members) for m in metrics}
     table = metrics_table(rows, metrics, fmt=fmt, first_column="setting")
     lines = [table]
     if any(len(g) > 1 for g in groups.values()):
-        lines.append("\nstd over seeds: " + "; ".join(
-            f"{label}: " + ", ".join(f"{m} ±{spread[label][m]:.4f}" for m in metrics[:1]) for label in labels))
+        def shown(label, m):
+            n = len(groups[label])
+            if spread[label][m] is None:
+                return f"{m} no spread ({n} seed)"
+            return f"{m} ±{spread[label][m]:.4f} ({n} seeds)"
+        lines.append("\nsample std over seeds (ddof=1): " + "; ".join(
+            f"{label}: " + ", ".join(shown(label, m) for m in metrics[:1]) for label in labels))
     if len(labels) > 1 and test != "none":
         ref = labels[reference]
         main = metrics[0]
