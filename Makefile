@@ -7,7 +7,7 @@ export RETRIEVAL_LAB_DATA ?= $(DATA)
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: run test test-slow test-all bench clean
+.PHONY: run test test-slow test-all lint bench clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,9 @@ run: $(BIN)/.installed
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q
+
+lint: $(BIN)/.installed
+	$(BIN)/lint-imports --no-cache
 
 test-slow: $(BIN)/.installed
 	$(BIN)/python -m pytest -q -m slow || [ $$? -eq 5 ]
