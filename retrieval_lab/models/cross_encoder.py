@@ -15,8 +15,9 @@
   ``logit[1] - logit[0]``, which orders pairs exactly as monoBERT's ``log_softmax(...)[1]``.
 
 ``score_pairs`` is the inference path (eval mode, ``torch.inference_mode``, batches of similar
-length, optional bf16 autocast with the score head kept in float32, tqdm bar); ``forward`` is the
-training path.
+length, optional bf16 autocast, tqdm bar); ``forward`` is the training path. In both the score head
+(the output ``nn.Linear`` with ``num_labels`` outputs, whatever its name) runs in float32 with autocast
+off (:class:`Float32Linear`), so bf16 autocast / bf16-mixed training rounds the encoder, not the scores.
 
 Example::
 
@@ -26,66 +27,68 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
-import math
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from retrieval_lab.models.backbone import (
     BackboneError,
     family_settings,
-    inference_context,
-    length_sorted_batches,
     load_pretrained,
     resolve_backbone,
     save_family,
 )
+from retrieval_lab.models.inference import batched_inference
 
-__all__ = ["CrossEncoder"]
+__all__ = ["CrossEncoder", "Float32Linear"]
 
 _DEFAULTS: dict[str, Any] = {"max_length": 256}
 
 
-@contextlib.contextmanager
-def _float32_head(model: nn.Module) -> Iterator[None]:
-    """While inside, run the score head (``model.classifier``) in float32 even under autocast.
+class Float32Linear(nn.Linear):
+    """An ``nn.Linear`` that always computes in float32, with autocast disabled: the score head.
 
-    A bf16 logit has 8 significant bits: scores near 5 come in steps of 1/32, enough to tie
-    candidates a reranker should order. The head is one small matrix, so computing it in float32
-    costs nothing; the encoder below it still runs in bf16. Patched only for the duration of an
-    inference call, so copies and pickles of the module never see the patch.
+    A bf16 logit has 8 significant bits: scores near 5 come in steps of 1/32, enough to tie candidates a
+    reranker should order, and under bf16-mixed training the loss would see (and the gradient flow through)
+    those rounded scores. The head is one small matrix, so computing it in float32 costs nothing; the encoder
+    below it still runs in bf16. :class:`CrossEncoder` turns the model's head into this class in place
+    (``module.__class__ = Float32Linear``): parameters, their names (``state_dict`` keys, so
+    ``save_pretrained`` / ``from_pretrained``) and values are unchanged, and copies and pickles keep working
+    (the class lives at module level). Outputs are float32 whatever the input's dtype.
     """
-    head = getattr(model, "classifier", None)
-    if not isinstance(head, nn.Module) or "forward" in vars(head):
-        yield
-        return
-    forward = head.forward
 
-    def run(*args: Any, **kwargs: Any) -> Any:
-        device = next((a.device.type for a in args if torch.is_tensor(a)), "cpu")
-        if not torch.is_autocast_enabled(device):
-            return forward(*args, **kwargs)
-        with torch.autocast(device_type=device, enabled=False):
-            args = tuple(a.float() if torch.is_tensor(a) and a.is_floating_point() else a for a in args)
-            return forward(*args, **kwargs)
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        bias = None if self.bias is None else self.bias.float()
+        if torch.is_autocast_enabled(input.device.type):
+            with torch.autocast(device_type=input.device.type, enabled=False):
+                return nn.functional.linear(input.float(), self.weight.float(), bias)
+        return nn.functional.linear(input.float(), self.weight.float(), bias)
 
-    head.forward = run
-    try:
-        yield
-    finally:
-        del head.forward
+
+def _float32_heads(model: nn.Module, num_labels: int) -> list[str]:
+    """Turn the score head(s) of ``model`` (every plain ``nn.Linear`` with ``out_features == num_labels``: BERT's
+    and DistilBERT's ``classifier``, RoBERTa's ``classifier.out_proj``, GPT-style ``score``, ...) into
+    :class:`Float32Linear` in place; returns their names."""
+    names = []
+    for name, module in model.named_modules():
+        if type(module) is nn.Linear and module.out_features == num_labels:
+            module.__class__ = Float32Linear
+            names.append(name)
+        elif type(module) is Float32Linear:
+            names.append(name)
+    return names
 
 
 class CrossEncoder(nn.Module):
     """monoBERT-style cross-encoder over any Hugging Face sequence-classification model."""
 
     family = "cross_encoder"
+    roles = ("reranker",)
+    SETTINGS = ("max_length",)
 
     def __init__(self, model: nn.Module, tokenizer: Any, *, max_length: int = 256) -> None:
         super().__init__()
@@ -98,6 +101,8 @@ class CrossEncoder(nn.Module):
         self.tokenizer = tokenizer
         self.max_length = int(max_length)
         self.num_labels = num_labels
+        # the score head computes in float32 under autocast, in training and inference alike
+        self.head_names = _float32_heads(model, num_labels)
         import inspect
 
         params = inspect.signature(model.forward).parameters
@@ -157,22 +162,14 @@ class CrossEncoder(nn.Module):
             raise ValueError(f"{len(queries)} queries but {len(docs)} documents")
         queries = [q if isinstance(q, str) else str(q) for q in queries]
         docs = [d if isinstance(d, str) else str(d) for d in docs]
-        out = torch.empty(len(queries), dtype=torch.float32)
         if not queries:
-            return out
-        was_training = self.training
-        self.eval()
-        try:
-            pairs = list(zip(queries, docs))
-            batches = length_sorted_batches(pairs, batch_size, key=lambda p: len(p[0]) + len(p[1]))
-            total = math.ceil(len(pairs) / batch_size)
-            with inference_context(precision, self.device), _float32_head(self.model):
-                for idx in tqdm(batches, total=total, desc="pairs", unit="batch", disable=not show_progress):
-                    tokens = self.tokenize_pairs([queries[i] for i in idx], [docs[i] for i in idx])
-                    out[idx] = self.forward(tokens).to("cpu", torch.float32)
-        finally:
-            self.train(was_training)
-        return out
+            return torch.empty(0, dtype=torch.float32)
+        return batched_inference(
+            self, list(zip(queries, docs)),
+            lambda batch: self.forward(self.tokenize_pairs([q for q, _ in batch], [d for _, d in batch])),
+            batch_size=batch_size, precision=precision, key=lambda p: len(p[0]) + len(p[1]),
+            show_progress=show_progress, desc="pairs",
+        )
 
     # -- persistence -------------------------------------------------------------------------
 
