@@ -47,7 +47,6 @@ Example::
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -56,18 +55,17 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from retrieval_lab.models.backbone import (
     BackboneError,
     family_settings,
-    inference_context,
-    length_sorted_batches,
     load_pretrained,
     resolve_backbone,
     supports_token_types,
     save_family,
 )
+from retrieval_lab.models.inference import batched_inference
+from retrieval_lab.models.protocols import Encoded
 
 __all__ = ["BiEncoder", "POOLINGS", "SIMILARITIES"]
 
@@ -87,6 +85,9 @@ class BiEncoder(nn.Module):
     """RepBERT-style bi-encoder over any Hugging Face encoder (see the module docstring)."""
 
     family = "biencoder"
+    roles = ("retriever", "reranker")  # re-ranking: the dot product of its embeddings on the first stage's top
+    index_kind = "single_vector"  # one vector per document: a FAISS index
+    SETTINGS = ("pooling", "similarity", "query_max_length", "doc_max_length", "segment_ids")
 
     def __init__(
         self,
@@ -194,7 +195,12 @@ class BiEncoder(nn.Module):
 
     forward = forward_encode
 
-    def score(self, q: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    def encode(self, batch: Mapping[str, torch.Tensor]) -> Encoded:
+        """The protocol's training path (:class:`~retrieval_lab.models.protocols.RetrieverFamily`): one vector
+        per text, so the mask is all True."""
+        return Encoded.single(self.forward_encode(batch))
+
+    def score(self, q: torch.Tensor | Encoded, d: torch.Tensor | Encoded) -> torch.Tensor:
         """Relevance scores.
 
         * ``q[nq, dim]``, ``d[nd, dim]`` -> ``[nq, nd]`` (every query with every document; in-batch
@@ -203,8 +209,11 @@ class BiEncoder(nn.Module):
           shape the losses take).
 
         ``dot``: inner product; ``cosine``: inner product of L2-normalised vectors (normalising
-        again is harmless, so raw or encoded embeddings both work).
+        again is harmless, so raw or encoded embeddings both work). :class:`Encoded` inputs are taken by
+        their embeddings (a single-vector mask has nothing to hide).
         """
+        q = q.embeddings if isinstance(q, Encoded) else q
+        d = d.embeddings if isinstance(d, Encoded) else d
         if q.dim() == 1:
             q = q.unsqueeze(0)
         if d.dim() == 1:
@@ -230,21 +239,12 @@ class BiEncoder(nn.Module):
         desc: str,
     ) -> torch.Tensor:
         texts = [t if isinstance(t, str) else str(t) for t in texts]
-        out = torch.empty(len(texts), self.dim, dtype=torch.float32)
         if not texts:
-            return out
-        was_training = self.training
-        self.eval()
-        try:
-            batches = length_sorted_batches(texts, batch_size)
-            total = math.ceil(len(texts) / batch_size)
-            with inference_context(precision, self.device):
-                for idx in tqdm(batches, total=total, desc=desc, unit="batch", disable=not show_progress):
-                    emb = self.forward_encode(tokenize([texts[i] for i in idx]))
-                    out[idx] = emb.to("cpu", torch.float32)
-        finally:
-            self.train(was_training)
-        return out
+            return torch.empty(0, self.dim, dtype=torch.float32)
+        return batched_inference(
+            self, texts, lambda batch: self.forward_encode(tokenize(batch)), batch_size=batch_size,
+            precision=precision, show_progress=show_progress, desc=desc,
+        )
 
     def encode_queries(
         self, texts: Sequence[str], batch_size: int = 64, precision: str = "fp32", show_progress: bool = False
@@ -257,6 +257,28 @@ class BiEncoder(nn.Module):
     ) -> torch.Tensor:
         """Documents -> float32 CPU tensor [n, dim] in input order (see the module docstring)."""
         return self._encode(texts, self.tokenize_docs, batch_size, precision, show_progress, "documents")
+
+    def score_pairs(
+        self,
+        queries: Sequence[str],
+        docs: Sequence[str],
+        batch_size: int = 64,
+        precision: str = "fp32",
+        show_progress: bool = False,
+    ) -> torch.Tensor:
+        """Re-ranking: ``score(queries[i], docs[i])`` for each pair -> float32 ``[n]``. Each distinct query and
+        document is encoded once."""
+        if len(queries) != len(docs):
+            raise ValueError(f"{len(queries)} queries but {len(docs)} documents")
+        uq = list(dict.fromkeys(queries))
+        ud = list(dict.fromkeys(docs))
+        q = self.encode_queries(uq, batch_size=batch_size, precision=precision, show_progress=False)
+        d = self.encode_docs(ud, batch_size=batch_size, precision=precision, show_progress=show_progress)
+        q_pos = {text: i for i, text in enumerate(uq)}
+        d_pos = {text: i for i, text in enumerate(ud)}
+        qi = torch.tensor([q_pos[x] for x in queries], dtype=torch.long)
+        di = torch.tensor([d_pos[x] for x in docs], dtype=torch.long)
+        return (q[qi] * d[di]).sum(-1)  # rows are L2-normalised already when similarity="cosine"
 
     # -- persistence -------------------------------------------------------------------------
 
