@@ -101,10 +101,11 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     try:
         # 1. gather_with_grad with uneven rows: rank r has r + 2 rows
         x = torch.full((rank + 2, 3), float(rank + 1), requires_grad=True)
-        gathered = gather_with_grad(x)
+        gathered, gathered_mask = gather_with_grad(x)
         weights = torch.arange(gathered.numel(), dtype=torch.float).view_as(gathered) * (rank + 1)
         (gathered * weights).sum().backward()
-        gather_check = {"rows": gathered.shape[0], "values": gathered[:, 0].tolist(), "grad": x.grad.tolist()}
+        gather_check = {"rows": gathered.shape[0], "values": gathered[:, 0].tolist(), "grad": x.grad.tolist(),
+                        "mask": gathered_mask.tolist()}
 
         # 2. the module's loss on this rank's half, DDP-style gradient averaging
         model = _model()
@@ -143,6 +144,7 @@ def test_two_processes_with_cross_device_negatives_give_one_big_batch_gradients(
     # ranks' losses send them (weights * 1 from rank 0 + weights * 2 from rank 1 = 3 * weights)
     for r, g in ((0, two["gather"]), (1, rank1["gather"])):
         assert g["rows"] == 5 and g["values"] == [1.0, 1.0, 2.0, 2.0, 2.0]
+        assert g["mask"] == [True] * 5  # single vectors: one mask entry per row, no padding inside a row
         start = 0 if r == 0 else 2
         expected = 3 * torch.arange(15, dtype=torch.float).view(5, 3)[start : start + r + 2]
         assert torch.equal(torch.tensor(g["grad"]), expected)

@@ -250,12 +250,157 @@ def test_cross_encoder_training_forward_has_grad():
     assert model.model.classifier.weight.grad is not None
 
 
+def _random_cross_encoder(kind: str) -> CrossEncoder:
+    """A tiny random-weight sequence-classification model whose head is NOT ``model.classifier`` (a Linear):
+    RoBERTa's is ``classifier.out_proj`` (under a non-Linear ``classifier``), GPT-2's is ``score`` (no bias). Built
+    from a config (no download), with the tiny BERT's tokenizer."""
+    from transformers import AutoTokenizer, GPT2Config, GPT2ForSequenceClassification, RobertaConfig
+    from transformers import RobertaForSequenceClassification
+
+    tok = AutoTokenizer.from_pretrained(TINY_BERT)
+    torch.manual_seed(0)
+    if kind == "roberta":
+        config = RobertaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                               intermediate_size=64, max_position_embeddings=300, type_vocab_size=2,
+                               pad_token_id=tok.pad_token_id, num_labels=1)
+        model = RobertaForSequenceClassification(config)
+    else:
+        config = GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=1, n_head=2, n_positions=300,
+                            pad_token_id=tok.pad_token_id, bos_token_id=tok.cls_token_id,
+                            eos_token_id=tok.sep_token_id, num_labels=1)
+        model = GPT2ForSequenceClassification(config)
+    return CrossEncoder(model.eval(), tok, max_length=64)
+
+
+def _head_input_and_output(model: CrossEncoder, head: torch.nn.Module, tokens) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training-path forward under bf16 autocast, recording what went into and out of the head."""
+    seen = {}
+    hook = head.register_forward_hook(lambda m, args, out: seen.update(x=args[0].detach(), y=out.detach()))
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            scores = model(tokens)
+    finally:
+        hook.remove()
+    return scores, seen["x"], seen["y"]
+
+
+def test_cross_encoder_head_runs_in_float32_under_autocast_in_training_forward():
+    """Under bf16 autocast the encoder runs in bf16 but the head (BERT's ``classifier``) is float32: the score is
+    w . pooled + b computed in float32 from the pooled [CLS] representation, not its bf16 rounding."""
+    torch.manual_seed(0)
+    model = CrossEncoder.from_pretrained(TINY_BERT).train()
+    for m in model.modules():  # the pooled representation must be the same in the forward and by hand
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    head = model.model.classifier
+    with torch.no_grad():
+        head.weight.mul_(100)  # scores of a few units, where bf16's grid (1/32 near 5) is coarse
+        head.bias.fill_(3.0)
+    tokens = model.tokenize_pairs(QUERIES, DOCS[:3])
+    scores, head_in, head_out = _head_input_and_output(model, head, tokens)
+    assert head_in.dtype == torch.bfloat16 and head_out.dtype == torch.float32 and scores.dtype == torch.float32
+    assert scores.requires_grad
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        pooled = model.model.bert(**tokens).pooler_output.detach()  # the [CLS] pooler, bf16 as in the forward
+    assert torch.equal(pooled, head_in)
+    w, b = head.weight.detach(), head.bias.detach()
+    by_hand = torch.tensor([sum(float(p[k]) * float(w[0, k]) for k in range(w.shape[1])) + float(b[0])
+                            for p in pooled.float()])
+    torch.testing.assert_close(scores.detach(), by_hand, atol=1e-4, rtol=1e-6)
+    # a bf16 head (what autocast would run) gives other, rounded scores
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16_head = torch.nn.functional.linear(pooled, w, b)
+    assert bf16_head.dtype == torch.bfloat16
+    assert (bf16_head.float() - by_hand).abs().max() > 1e-3
+    assert (scores.detach() - by_hand).abs().max() < 1e-4
+    # the gradient reaches the head's float32 weights
+    scores.sum().backward()
+    assert head.weight.grad is not None and head.weight.grad.dtype == torch.float32
+
+
+@pytest.mark.parametrize("kind, head_name", [("roberta", "classifier.out_proj"), ("gpt2", "score")])
+def test_cross_encoder_float32_head_whatever_its_name(kind, head_name, tmp_path):
+    from retrieval_lab.models.cross_encoder import Float32Linear
+
+    model = _random_cross_encoder(kind)
+    assert model.head_names == [head_name]
+    head = model.model.get_submodule(head_name)
+    assert type(head) is Float32Linear
+    # only the head: the body's Linears (and RoBERTa's classifier.dense, 32 -> 32) keep their class
+    assert [n for n, m in model.model.named_modules() if isinstance(m, Float32Linear)] == [head_name]
+    with torch.no_grad():
+        head.weight.mul_(100)
+    tokens = model.tokenize_pairs(QUERIES, DOCS[:3])
+    scores, head_in, head_out = _head_input_and_output(model, head, tokens)
+    # RoBERTa's head gets classifier.dense's bf16 output; GPT-2's gets ln_f's (autocast runs layer norm in float32)
+    assert head_in.dtype == (torch.bfloat16 if kind == "roberta" else torch.float32)
+    assert head_out.dtype == torch.float32
+    w = head.weight.detach()
+    bias = head.bias.detach() if head.bias is not None else torch.zeros(w.shape[0])
+    logits = torch.tensor([[sum(float(x[k]) * float(w[o, k]) for k in range(w.shape[1])) + float(bias[o])
+                            for o in range(w.shape[0])] for x in head_in.float().reshape(-1, w.shape[1])])
+    logits = logits.reshape(*head_in.shape[:-1], w.shape[0])
+    if kind == "gpt2":  # GPT-2 scores the last real token of each row (right padding)
+        last = tokens["attention_mask"].sum(1) - 1
+        expected = logits[torch.arange(3), last, 0]
+    else:
+        expected = logits[:, 0]
+    torch.testing.assert_close(scores.detach(), expected, atol=1e-4, rtol=1e-6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16_logits = torch.nn.functional.linear(head_in, head.weight, head.bias)
+    assert bf16_logits.dtype == torch.bfloat16 and (bf16_logits.float() - logits).abs().max() > 1e-3
+
+    # save -> load round-trips the scores exactly; the head's parameter names did not change
+    fp32 = model.score_pairs(QUERIES, DOCS[:3], show_progress=False)
+    model.save_pretrained(tmp_path / kind)
+    again = CrossEncoder.from_pretrained(tmp_path / kind, max_length=64)
+    assert again.head_names == [head_name]
+    saved, loaded = model.model.state_dict(), again.model.state_dict()
+    assert list(loaded) == list(saved) and all(torch.equal(loaded[k], saved[k]) for k in saved)
+    # same weights bit for bit; scores to float32 precision (safetensors maps the weights at another memory
+    # alignment, which can change the SIMD summation order: measured differences up to 2e-9)
+    torch.testing.assert_close(again.score_pairs(QUERIES, DOCS[:3], show_progress=False), fp32, atol=1e-7, rtol=1e-6)
+
+
+def test_cross_encoder_head_swap_keeps_state_dict_copy_and_pickle(tmp_path):
+    import copy
+    import pickle
+
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from retrieval_lab.models.cross_encoder import Float32Linear
+
+    torch.manual_seed(0)
+    hf = AutoModelForSequenceClassification.from_pretrained(TINY_BERT, num_labels=1)
+    before = {k: v.clone() for k, v in hf.state_dict().items()}
+    assert type(hf.classifier) is torch.nn.Linear
+    model = CrossEncoder(hf, AutoTokenizer.from_pretrained(TINY_BERT)).eval()
+    assert type(model.model.classifier) is Float32Linear and model.head_names == ["classifier"]
+    after = model.model.state_dict()
+    assert list(after) == list(before) and all(torch.equal(after[k], before[k]) for k in before)
+    scores = model.score_pairs(QUERIES, DOCS[:3], show_progress=False)
+    for clone in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        assert type(clone.model.classifier) is Float32Linear
+        assert torch.equal(clone.score_pairs(QUERIES, DOCS[:3], show_progress=False), scores)
+    # without autocast the head is exactly nn.Linear
+    x = torch.randn(4, 64)
+    assert torch.equal(model.model.classifier(x), torch.nn.functional.linear(x, hf.classifier.weight,
+                                                                             hf.classifier.bias))
+    model.save_pretrained(tmp_path / "ce")
+    again = CrossEncoder.from_pretrained(tmp_path / "ce")
+    assert type(again.model.classifier) is Float32Linear
+    loaded = again.model.state_dict()
+    assert list(loaded) == list(before) and all(torch.equal(loaded[k], before[k]) for k in before)
+    torch.testing.assert_close(again.score_pairs(QUERIES, DOCS[:3], show_progress=False), scores, atol=1e-7,
+                               rtol=1e-6)  # see test_cross_encoder_float32_head_whatever_its_name
+
+
 # -- the real model ------------------------------------------------------------------------------
 
 
 def test_minilm_matches_sentence_transformers():
     """Our mean pooling + cosine == sentence-transformers' all-MiniLM-L6-v2 (mean, then L2-normalise)."""
-    st = pytest.importorskip("sentence_transformers")
+    import sentence_transformers as st
     path = shipped_minilm_path()
     texts = ["what causes rain?", "Warm air rises, cools and condenses into clouds.", DOCS[4], "coffee"]
     ref = st.SentenceTransformer(str(path), device="cpu").encode(texts, normalize_embeddings=True, convert_to_tensor=True)

@@ -17,8 +17,10 @@ from retrieval_lab.training.data import (
     RetrieverCollator,
     RetrieverPairDataset,
     in_batch_labels,
+    in_batch_mask,
     ranked_ids,
 )
+from retrieval_lab.data.runs import ranked
 
 # ---------------------------------------------------------------------------------------------------------------
 # a tiny handcrafted collection: 10 docs, 6 queries
@@ -210,6 +212,46 @@ def test_eval_lists_take_the_top_depth_with_graded_labels():
     assert item.qid == "q1" and item.doc_ids[0] == "d2" and item.labels[0] == 2.0 and item.labels[1:] == [0, 0, 0]
 
 
+def test_ranked_ids_is_the_evaluation_order_and_ties_at_the_depth_keep_its_first():
+    """Ties go as in retrieval_lab.data.runs.ranked (trec_eval: score desc, then doc id desc): of two docs tied
+    at the sample depth, the one kept is the one evaluation ranks first (d7 before d3), for lists and pairs."""
+    scores = {"d5": 9.0, "d3": 2.0, "d7": 2.0, "d1": 1.0, "d0": 1.0}
+    assert [d for d, _ in ranked(scores)] == ["d5", "d7", "d3", "d1", "d0"]
+    assert ranked_ids(scores) == ["d5", "d7", "d3", "d1", "d0"]
+    assert ranked_ids(scores, 2) == ["d5", "d7"]  # the old order (ties by id ascending) kept d3
+    c = tiny_collection()
+    run = tiny_run()
+    run["q5"] = scores  # q5's positive is d5: the top 2 leave one candidate, the first of the tied pair
+    lists = RerankerListDataset(c, "train", run, list_size=4, sample_depth=2)
+    assert lists.pools["q5"] == ["d7"]
+    assert lists[[q for q, _ in lists.items].index("q5")].doc_ids == ["d5", "d7"]
+    pairs = RetrieverPairDataset(c, "train", run, num_hard_negatives=1, hard_negative_depth=2)
+    assert pairs.pools["q5"] == ["d7"]
+    assert pairs[[q for q, _ in pairs.items].index("q5")].negative_ids == ["d7"]
+
+
+def test_sample_depth_deeper_than_the_run_warns_once():
+    c = tiny_collection()  # 10 docs
+    run = {q: {f"d{i}": float(10 - i) for i in range(5)} for q in c.queries}  # a first stage cut at 5
+    with pytest.warns(UserWarning) as record:
+        RerankerListDataset(c, "train", run, list_size=3, sample_depth=8)
+    assert [str(w.message) for w in record] == [
+        "sample_depth=8 but the first stage retrieved at most 5 documents per query: negatives come from its top 5 "
+        "(set retriever.k >= sample_depth)"
+    ]
+    run["q3"]["d9"] = 0.5  # one query with 6 candidates: "at most" is the longest list
+    with pytest.warns(UserWarning, match=r"hard_negative_depth=100 but the first stage retrieved at most 6 ") as rec:
+        RetrieverPairDataset(c, "train", run, num_hard_negatives=1, hard_negative_depth=100)
+    assert len(rec) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # deep enough: no warning
+        RerankerListDataset(c, "train", run, list_size=3, sample_depth=6)
+        RetrieverPairDataset(c, "train", run, num_hard_negatives=1, hard_negative_depth=4)
+        RetrieverPairDataset(c, "train", None, num_hard_negatives=0, hard_negative_depth=100)  # no run used
+        # a run holding the whole corpus has nothing deeper to give: no warning at sample_depth=1000
+        RerankerListDataset(c, "train", tiny_run(), list_size=3, sample_depth=1000)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # retriever pairs + in-batch labels
 
@@ -271,6 +313,40 @@ def test_in_batch_label_matrix_marks_other_queries_judged_positives():
     assert in_batch_labels([frozenset({"a"})], ["a", "b", "a"]).tolist() == [[1.0, 0.0, 1.0]]
 
 
+def graded_collection() -> Collection:
+    """rel_threshold=2: q0's grade-1 doc d1 is q1's positive (grade 2)."""
+    docs = [Doc(f"d{i}", f"text of document {i}") for i in range(6)]
+    queries = {"q0": "query zero", "q1": "query one"}
+    qrels = {"train": {"q0": {"d0": 2, "d1": 1, "d5": 0}, "q1": {"d1": 2, "d0": 1, "d2": 3}}}
+    return Collection("graded", Corpus(docs), queries, qrels, rel_threshold=2)
+
+
+def graded_batch(collator):
+    c = graded_collection()
+    run = {"q0": {"d3": 1.0}, "q1": {"d4": 1.0}}  # one hard negative each: d3 for q0, d4 for q1
+    ds = RetrieverPairDataset(c, "train", run, num_hard_negatives=1, hard_negative_depth=1, positives="all")
+    idx = {(q, d): i for i, (q, d) in enumerate(ds.items)}
+    return collator([ds[idx[("q0", "d0")]], ds[idx[("q1", "d1")]]])
+
+
+def test_below_threshold_docs_are_masked_out_of_in_batch_rows():
+    """A doc judged relevant below rel_threshold is neither a positive nor an in-batch negative of its query."""
+    batch = graded_batch(RetrieverCollator(lambda t: list(t), lambda t: list(t)))
+    assert batch["doc_ids"] == ["d0", "d1", "d3", "d4"]
+    # positives: grade >= 2; excluded: grade 1 (grade 0 and grade >= 2 are not excluded)
+    assert batch["positive_ids"] == [frozenset({"d0"}), frozenset({"d1", "d2"})]
+    assert batch["excluded_ids"] == [frozenset({"d1"}), frozenset({"d0"})]
+    labels = in_batch_labels(batch["positive_ids"], batch["doc_ids"])
+    mask = in_batch_mask(batch["excluded_ids"], batch["positive_ids"], batch["doc_ids"])
+    assert labels.tolist() == [[1, 0, 0, 0], [0, 1, 0, 0]]
+    assert mask.tolist() == [[True, False, True, True], [False, True, True, True]]
+    # duplicates are masked in every column; a positive is never masked, even when also listed as excluded
+    got = in_batch_mask([frozenset({"a", "b"})], [frozenset({"b"})], ["a", "b", "a", "c"])
+    assert got.tolist() == [[False, True, False, True]]
+    with pytest.raises(ValueError, match="2 excluded-id sets for 1 queries"):
+        in_batch_mask([frozenset(), frozenset()], [frozenset()], ["a"])
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # modules + trainer on the tiny BERT (1 layer, 64 hidden)
 
@@ -280,7 +356,7 @@ import warnings  # noqa: E402
 
 from tests.conftest import TINY_BERT  # noqa: E402
 
-lightning = pytest.importorskip("lightning")
+import lightning  # noqa: E402
 
 from lightning.pytorch.callbacks import Callback  # noqa: E402
 
@@ -454,6 +530,36 @@ def test_retriever_module_label_matrix_and_loss(tmp_path):
     _, _, _, mask = module.loss_scores_labels(batch)
     assert mask.tolist() == [[True, False, False, True, False, False], [False, True, False, False, True, False],
                              [False, False, True, False, False, True]]
+
+
+def test_retriever_module_masks_below_threshold_docs_and_divides_by_temperature():
+    """rel_threshold=2: q0's grade-1 doc d1 (q1's positive) is masked out of q0's row, not a 0-labelled negative;
+    the loss is the softmax over the remaining entries of each row, scores = q.d / temperature."""
+    model = bi_encoder()
+    batch = graded_batch(RetrieverCollator(model.tokenize_queries, model.tokenize_docs))
+    loss_fn = build_loss("softmax")
+    module = RetrieverModule(model, loss_fn, temperature=0.05)
+    assert module.hparams.temperature == 0.05
+    loss, scores, labels, mask = module.loss_scores_labels(batch)
+    q = model.forward_encode(batch["queries"])
+    d = model.forward_encode(batch["docs"])
+    torch.testing.assert_close(scores, (q @ d.T) / 0.05)
+    assert labels.tolist() == [[1, 0, 0, 0], [0, 1, 0, 0]]
+    assert mask.tolist() == [[True, False, True, True], [False, True, True, True]]
+    s = scores.detach().tolist()
+    rows = [(0, 0, [0, 2, 3]), (1, 1, [1, 2, 3])]  # (row, positive column, unmasked columns)
+    by_hand = sum(-math.log(math.exp(s[b][p]) / sum(math.exp(s[b][j]) for j in cols)) for b, p, cols in rows) / 2
+    assert loss.item() == pytest.approx(by_hand, rel=1e-5)
+    # the old mask (d1 a negative of q0) gives another loss
+    all_in = sum(-math.log(math.exp(s[b][p]) / sum(math.exp(x) for x in s[b])) for b, p, _ in rows) / 2
+    assert abs(all_in - by_hand) > 1e-3
+    # without in-batch negatives: own positive and hard negative only, and still never the excluded doc
+    module = RetrieverModule(model, loss_fn, in_batch_negatives=False)
+    _, _, _, mask = module.loss_scores_labels(batch)
+    assert mask.tolist() == [[True, False, True, False], [False, True, False, True]]
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="temperature"):
+            RetrieverModule(model, loss_fn, temperature=bad)
 
 
 def test_ndcg_at_k_by_hand():

@@ -7,7 +7,11 @@ Relevance, in one place (:func:`judged`):
 - a doc is a **positive** of a query when its grade is ``>= collection.rel_threshold`` (default 1);
 - a doc is **never a sampled negative** when its grade is ``> 0`` ("judged relevant at any grade"); with binary
   qrels (the usual case) the two are the same set. With graded qrels and ``rel_threshold=2`` a grade-1 doc is
-  neither drawn as a positive nor as a negative.
+  neither drawn as a positive nor as a negative, and it is not an in-batch negative of its query either
+  (:attr:`PairItem.excluded_ids`, :func:`in_batch_mask`).
+
+Candidates are ranked as evaluation ranks them (:func:`retrieval_lab.data.runs.ranked`, trec_eval's order: score
+descending, ties by doc id descending), so a cut at a depth keeps the documents a metric at that depth sees.
 
 Sampling is deterministic per ``(seed, epoch, item)``: each item's draw uses its own ``random.Random`` seeded with a
 string (string seeds are hashed with SHA-512, independent of ``PYTHONHASHSEED``), so the result does not depend
@@ -27,10 +31,13 @@ item per (query, positive) pair, the same positive every epoch.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import torch
+
+from retrieval_lab.data.runs import ranked
 
 Run = dict[str, dict[str, float]]
 
@@ -65,9 +72,23 @@ def judged(collection: Any, split: str) -> tuple[dict[str, list[str]], dict[str,
 
 
 def ranked_ids(run_for_query: Mapping[str, float], depth: int | None = None) -> list[str]:
-    """Doc ids by descending score, ties by doc id (deterministic), cut at ``depth``."""
-    ids = sorted(run_for_query, key=lambda d: (-run_for_query[d], d))
+    """Doc ids in :func:`retrieval_lab.data.runs.ranked`'s order (score descending, ties by doc id descending, as
+    trec_eval and the evaluation), cut at ``depth``."""
+    ids = [d for d, _ in ranked(run_for_query)]
     return ids if depth is None else ids[:depth]
+
+
+def _warn_shallow_run(run: Run, qids: Iterable[str], depth: int, name: str, corpus_size: int) -> None:
+    """One ``UserWarning`` when ``depth`` exceeds the longest candidate list ``run`` has for any of ``qids``
+    (unless that list already holds the whole corpus: there is nothing deeper to retrieve)."""
+    longest = max((len(run.get(q) or ()) for q in qids), default=0)
+    if 0 < longest < min(depth, corpus_size):
+        warnings.warn(
+            f"{name}={depth} but the first stage retrieved at most {longest} documents per query: negatives come "
+            f"from its top {longest} (set retriever.k >= {name})",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _rng(seed: int, epoch: int, key: str) -> random.Random:
@@ -118,7 +139,9 @@ class RerankerListDataset(_EpochDataset):
     With fewer than ``list_size - 1`` such candidates the list is shorter (all of them are used) and
     :class:`RerankerCollator` pads it with ``mask=False``. A query of the split with a positive but no entry in the
     run raises ``KeyError`` naming it; a split without judgments raises ``ValueError`` naming it (both at
-    construction). A query whose run holds only positives gives a list of length 1.
+    construction). A query whose run holds only positives gives a list of length 1. A ``sample_depth`` deeper than
+    the longest list the run has for the split's queries warns once (``UserWarning``): the first stage was cut
+    shallower than the sampling assumes (no warning when that list is the whole corpus).
 
     ``positives``: "one" (one list per query, positive re-drawn each epoch) or "all" (one list per (query,
     positive)). Labels are binary (1.0 for the positive), as in RankT5.
@@ -156,6 +179,7 @@ class RerankerListDataset(_EpochDataset):
                 f"({len(missing)} of {len({q for q, _ in self.items})} queries); "
                 "negatives are sampled from the run, so retrieve for these queries first"
             )
+        _warn_shallow_run(run, {q for q, _ in self.items}, sample_depth, "sample_depth", len(collection.corpus))
         # candidate pools, fixed once: top-depth by score, judged-relevant removed
         self.pools: dict[str, list[str]] = {
             q: [d for d in ranked_ids(run[q], sample_depth) if d not in excluded[q] and d in collection.corpus]
@@ -277,7 +301,9 @@ class RetrieverListCollator:
 
 class PairItem(NamedTuple):
     """One retriever example: texts first, then ids. ``positive_ids`` is every judged positive of the query, so
-    the module can tell when another query's doc in the batch is relevant to this one (RepBERT 3.2)."""
+    the module can tell when another query's doc in the batch is relevant to this one (RepBERT 3.2);
+    ``excluded_ids`` the docs judged relevant at a grade below ``rel_threshold`` (grade > 0, not positives),
+    which must not be in-batch negatives of the query either (masked out, :func:`in_batch_mask`)."""
 
     query: str
     positive: str
@@ -286,6 +312,7 @@ class PairItem(NamedTuple):
     positive_id: str
     negative_ids: list[str]
     positive_ids: frozenset[str]
+    excluded_ids: frozenset[str] = frozenset()
 
 
 class RetrieverPairDataset(_EpochDataset):
@@ -295,8 +322,10 @@ class RetrieverPairDataset(_EpochDataset):
     are not judged relevant (grade > 0). Every item has exactly ``num_hard_negatives`` of them, so batches stay
     rectangular: when the run has fewer candidates for a query, the rest are drawn uniformly from the corpus
     (excluding judged-relevant docs and the ones already drawn). ``run`` is required when
-    ``num_hard_negatives > 0``; a query missing from it raises ``KeyError`` naming it.
-    ``positives``: "one"/"all" as in :class:`RerankerListDataset`.
+    ``num_hard_negatives > 0``; a query missing from it raises ``KeyError`` naming it. A
+    ``hard_negative_depth`` deeper than the longest list the run has for the split's queries warns once
+    (``UserWarning``; not when that list is the whole corpus). ``positives``: "one"/"all" as in
+    :class:`RerankerListDataset`.
     """
 
     def __init__(
@@ -332,6 +361,7 @@ class RetrieverPairDataset(_EpochDataset):
                 shown = ", ".join(repr(q) for q in missing[:5]) + (" ..." if len(missing) > 5 else "")
                 raise KeyError(f"the run has no candidates for query {shown} of split {split!r}")
             corpus = collection.corpus
+            _warn_shallow_run(run, qids, hard_negative_depth, "hard_negative_depth", len(corpus))
             for q in qids:
                 self.pools[q] = [
                     d for d in ranked_ids(run[q], hard_negative_depth) if d not in self.excluded[q] and d in corpus
@@ -373,6 +403,7 @@ class RetrieverPairDataset(_EpochDataset):
             pos,
             list(negs),
             frozenset(self.positives[qid]),
+            frozenset(self.excluded[qid] - set(self.positives[qid])),
         )
 
 
@@ -382,7 +413,7 @@ class RetrieverCollator:
     Docs are ordered ``[positive_0 .. positive_{B-1}, negatives of query 0 (h), negatives of query 1, ...]``.
     Returns ``{"queries": tokenize_queries(...), "docs": tokenize_docs(...), "doc_ids": [B*(1+h)],
     "doc_owner": LongTensor[B*(1+h)] (the item each doc came with), "positive_ids": [frozenset per query],
-    "qids": [...]}``.
+    "excluded_ids": [frozenset per query], "qids": [...]}``.
     """
 
     def __init__(self, tokenize_queries: Callable[[list[str]], Any], tokenize_docs: Callable[[list[str]], Any]):
@@ -399,6 +430,7 @@ class RetrieverCollator:
             "doc_ids": doc_ids,
             "doc_owner": torch.tensor(owner, dtype=torch.long),
             "positive_ids": [it.positive_ids for it in items],
+            "excluded_ids": [it.excluded_ids for it in items],
             "qids": [it.qid for it in items],
         }
 
@@ -415,3 +447,30 @@ def in_batch_labels(positive_ids: Sequence[frozenset[str] | set[str]], doc_ids: 
             for j in columns.get(d, ()):
                 labels[b, j] = 1.0
     return labels
+
+
+def in_batch_mask(
+    excluded_ids: Sequence[frozenset[str] | set[str]],
+    positive_ids: Sequence[frozenset[str] | set[str]],
+    doc_ids: Sequence[str],
+) -> torch.Tensor:
+    """``mask[b, j] = False`` iff ``doc_ids[j]`` is in ``excluded_ids[b]`` and not in ``positive_ids[b]``; True
+    elsewhere (bool ``[B, len(doc_ids)]``).
+
+    ``excluded_ids[b]``: docs judged relevant to query ``b`` at a grade below the collection's ``rel_threshold``
+    (:attr:`PairItem.excluded_ids`; passing every doc with grade > 0 gives the same mask, positives are kept).
+    Such a doc, in the batch as another query's positive or negative, is neither a positive nor a negative of
+    ``b``: labelling it 0 would push ``b`` away from a doc judged relevant to it."""
+    if len(excluded_ids) != len(positive_ids):
+        raise ValueError(f"{len(excluded_ids)} excluded-id sets for {len(positive_ids)} queries")
+    columns: dict[str, list[int]] = {}
+    for j, d in enumerate(doc_ids):
+        columns.setdefault(d, []).append(j)
+    mask = torch.ones(len(positive_ids), len(doc_ids), dtype=torch.bool)
+    for b, (excluded, pos) in enumerate(zip(excluded_ids, positive_ids)):
+        for d in excluded:
+            if d in pos:
+                continue
+            for j in columns.get(d, ()):
+                mask[b, j] = False
+    return mask

@@ -2,12 +2,13 @@
 
 Each wraps a model family (a plain ``nn.Module`` from :mod:`retrieval_lab.models`) and a ranking loss with the one
 signature ``loss(scores[B, L], labels[B, L], mask[B, L])`` (:mod:`retrieval_lab.losses`). Nothing here is
-specific to a family: a family only has to provide
+specific to a family: the modules call only the protocols of :mod:`retrieval_lab.models.protocols`:
 
-- retrievers (bi-encoder, ColBERT, ...): ``forward_encode(batch) -> Tensor[n, ...]`` (with grad) and
-  ``score(q_emb, d_emb) -> Tensor[nq, nd]``; plus ``tokenize_queries`` / ``tokenize_docs`` for the collators;
-- rerankers (cross-encoder, RankT5, monoT5, ...): ``forward(batch) -> Tensor[n]`` (one score per pair) and
-  ``tokenize_pairs`` for the collator;
+- retrievers (``RetrieverFamily``: bi-encoder, ColBERT, ...): ``encode(batch) -> Encoded(embeddings, mask)`` (with
+  grad) and ``score(q, d) -> Tensor[nq, nd]``; plus ``tokenize_queries`` / ``tokenize_docs`` for the collators.
+  The mask travels with the embeddings through the cross-device gather, so padding never scores;
+- rerankers (``RerankerFamily``: cross-encoder, RankT5, monoT5, ...): ``forward(batch) -> Tensor[n]`` (one score per
+  pair) and ``tokenize_pairs`` for the collator;
 - both: ``save_pretrained(path)`` (used by :meth:`export`).
 
 Batches come from the collators of :mod:`retrieval_lab.training.data`.
@@ -18,7 +19,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lightning.pytorch as pl
@@ -26,13 +27,16 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from .data import in_batch_labels
+from retrieval_lab.models.protocols import Encoded
+
+from .data import in_batch_labels, in_batch_mask
 
 __all__ = [
     "RankingModule",
     "RetrieverModule",
     "RerankerModule",
     "gather_with_grad",
+    "pad_with_mask",
     "ndcg_at_k",
 ]
 
@@ -45,8 +49,41 @@ def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
-def gather_with_grad(x: Tensor) -> Tensor:
-    """Concatenate ``x`` (``[n_r, ...]`` on rank r) from all ranks along dim 0, in rank order, keeping gradients.
+def _mask_shape(shape: torch.Size | tuple[int, ...]) -> tuple[int, ...]:
+    """The shape of the mask of a tensor of ``shape``: all dims but the last (``[n]`` for a 1-d tensor)."""
+    return tuple(shape[: max(1, len(shape) - 1)])
+
+
+def pad_with_mask(x: Tensor, shape: Sequence[int], mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Pad ``x`` with zeros at the end of every dim up to ``shape``, and its mask with False the same way.
+
+    ``mask`` (bool) has the shape of ``x``'s dims but the last (``[n, T]`` for token embeddings ``[n, T, dim]``,
+    ``[n]`` for single vectors ``[n, dim]`` or a 1-d ``x``); None means all True. Returns ``(padded x of shape
+    shape, padded mask of shape shape[:-1])``: the mask is False exactly where an entry was padded (in any dim
+    it covers) or was False already. Padding in the last (feature) dim is zeros only; the mask has no entry
+    for it. Raises ``ValueError`` when ``shape`` is smaller than ``x`` in some dim or ``mask`` has the wrong shape.
+    """
+    shape = [int(s) for s in shape]
+    if len(shape) != x.dim() or any(s < t for s, t in zip(shape, x.shape)):
+        raise ValueError(f"cannot pad a tensor of shape {tuple(x.shape)} to {tuple(shape)}")
+    want = _mask_shape(x.shape)
+    if mask is None:
+        mask = torch.ones(want, dtype=torch.bool, device=x.device)
+    elif tuple(mask.shape) != want:
+        raise ValueError(f"mask of shape {tuple(mask.shape)} for a tensor of shape {tuple(x.shape)}; expected {want}")
+    mask = mask.to(device=x.device, dtype=torch.bool)
+    pad: list[int] = []
+    for dim in reversed(range(x.dim())):
+        pad += [0, shape[dim] - x.shape[dim]]
+    padded = nn.functional.pad(x, pad) if any(pad) else x
+    padded_mask = mask.new_zeros(_mask_shape(shape))
+    padded_mask[tuple(slice(0, n) for n in mask.shape)] = mask
+    return padded, padded_mask
+
+
+def gather_with_grad(x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Concatenate ``x`` (``[n_r, ...]`` on rank r) from all ranks along dim 0, in rank order, keeping gradients;
+    gather its mask alongside. Returns ``(gathered x, gathered mask)``.
 
     Uses ``torch.distributed.nn.functional.all_gather``, whose backward sums, for each rank's slice, the gradients
     that every rank's loss sends to it (a reduce-scatter; on gloo an all-to-all + sum). With DDP's gradient
@@ -54,19 +91,21 @@ def gather_with_grad(x: Tensor) -> Tensor:
     ``tests/test_ddp.py``); gathering without grad and keeping only the local slice's gradient would drop the
     terms other ranks' queries contribute to this rank's docs.
 
-    Shapes may differ between ranks in any dim (e.g. a smaller last batch, or token-level embeddings of
-    different lengths): every rank pads to the largest shape with zeros before the gather and the padding is
-    cut off again along dim 0 only (padding in the other dims stays, as zeros).
+    ``mask`` (bool, default all True) has the shape of ``x``'s dims but the last: ``[n, T]`` for token
+    embeddings ``[n, T, dim]``, ``[n]`` for single vectors ``[n, dim]`` (and for a 1-d ``x``). Shapes may differ
+    between ranks in any dim (e.g. a smaller last batch, or token-level embeddings of different lengths): every
+    rank pads to the largest shape (:func:`pad_with_mask`: zeros in ``x``, False in the mask) before the gather,
+    and the padding is cut off again along dim 0 only. Padding in the other dims stays, as zeros in ``x`` and
+    False in the mask: a token-level score (e.g. ColBERT's MaxSim) must ignore the entries where the mask is
+    False, since a zero vector's similarity 0 beats every real token when all real similarities are negative.
+    The mask itself is gathered without gradient.
     """
     world = dist.get_world_size()
     shape = torch.tensor(list(x.shape), device=x.device, dtype=torch.long)
     shapes = [torch.zeros_like(shape) for _ in range(world)]
     dist.all_gather(shapes, shape)
     max_shape = torch.stack(shapes).max(dim=0).values.tolist()
-    pad: list[int] = []
-    for dim in reversed(range(x.dim())):
-        pad += [0, max_shape[dim] - x.shape[dim]]
-    padded = nn.functional.pad(x, pad) if any(pad) else x
+    padded, padded_mask = pad_with_mask(x, max_shape, mask)
     from torch.distributed.nn.functional import all_gather
 
     with warnings.catch_warnings():
@@ -74,7 +113,14 @@ def gather_with_grad(x: Tensor) -> Tensor:
         # public autograd-aware all_gather, and it works on gloo and NCCL
         warnings.simplefilter("ignore", FutureWarning)
         parts = all_gather(padded.contiguous())
-    return torch.cat([p[: int(s[0])] for p, s in zip(parts, shapes)], dim=0)
+    # bool is not a gloo/NCCL all_gather type everywhere: send the mask as uint8
+    flat_mask = padded_mask.to(torch.uint8).contiguous()
+    mask_parts = [torch.empty_like(flat_mask) for _ in range(world)]
+    dist.all_gather(mask_parts, flat_mask)
+    rows = [int(s[0]) for s in shapes]
+    gathered = torch.cat([p[:n] for p, n in zip(parts, rows)], dim=0)
+    gathered_mask = torch.cat([m[:n] for m, n in zip(mask_parts, rows)], dim=0).bool()
+    return gathered, gathered_mask
 
 
 def _gather_objects(obj: list[Any]) -> list[Any]:
@@ -259,7 +305,9 @@ class RetrieverModule(RankingModule):
     negatives. Each query is scored against every doc of the batch, ``scores[B, B*(1+h)]``, and
     ``labels[b, j] = 1`` iff doc j is a judged positive of query b (:func:`~.data.in_batch_labels`): another
     query's positive that is also judged relevant to b counts as a positive of b (RepBERT 3.2), never as a
-    negative. The mask is all True.
+    negative. ``mask[b, j]`` is False iff doc j is judged relevant to b at a grade below the collection's
+    ``rel_threshold`` (grade > 0, not a positive; :func:`~.data.in_batch_mask`): such a doc is neither a positive
+    nor a negative of b, as in the samplers of :mod:`~.data`; every other entry is True.
 
     ``in_batch_negatives=False``: each query is scored against its own positive and hard negatives only (the
     other docs of the batch are masked out; the scores matrix keeps its shape).
@@ -267,10 +315,11 @@ class RetrieverModule(RankingModule):
     ``cross_device_negatives`` (default True; acts only with in-batch negatives and when ``torch.distributed``
     runs with world size > 1): the doc embeddings (and ids) of all ranks are gathered with
     :func:`gather_with_grad` (gradients flow back to the rank that encoded each doc), so every query sees all
-    devices' docs: ``scores[B, W*B*(1+h)]``.
+    devices' docs: ``scores[B, W*B*(1+h)]``; labels and mask are built over the gathered ids.
 
-    ``scale`` multiplies the scores before the loss (a softmax temperature of 1/scale; e.g. 20 for cosine
-    similarities, 1 for raw dot products).
+    ``temperature`` is the softmax temperature: the loss sees ``score(q, d) / temperature``. Cosine
+    similarities lie in [-1, 1] and need a small one (0.05, i.e. scores x 20, as in Sentence-BERT's
+    MultipleNegativesRankingLoss); raw dot products usually train with 1.
     """
 
     def __init__(
@@ -285,8 +334,10 @@ class RetrieverModule(RankingModule):
         val_k: int = 10,
         in_batch_negatives: bool = True,
         cross_device_negatives: bool = True,
-        scale: float = 1.0,
+        temperature: float = 1.0,
     ) -> None:
+        if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
+            raise ValueError(f"temperature must be a positive number, got {temperature!r}")
         super().__init__(model, loss, lr, weight_decay, warmup_steps, warmup_ratio, schedule, val_k)
 
     def compute_loss(self, batch: Mapping[str, Any]) -> tuple[Tensor, int]:
@@ -299,29 +350,32 @@ class RetrieverModule(RankingModule):
     def loss_scores_labels(self, batch: Mapping[str, Any]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """``(loss, scores[B, N], labels[B, N], mask[B, N])`` of a training batch; N = all docs of the batch (of
         all ranks with cross-device negatives)."""
-        q = self.model.forward_encode(batch["queries"])
-        d = self.model.forward_encode(batch["docs"])
+        q = self.model.encode(batch["queries"])
+        d = self.model.encode(batch["docs"])
         doc_ids = list(batch["doc_ids"])
         in_batch = self.hparams.in_batch_negatives
         if in_batch and self.hparams.cross_device_negatives and _distributed():
-            d = gather_with_grad(d)
+            # token vectors of other ranks come padded: their mask says which positions are real
+            d = Encoded(*gather_with_grad(d.embeddings, d.mask))
             doc_ids = _gather_objects(doc_ids)
-        scores = self.model.score(q, d) * self.hparams.scale
-        labels = in_batch_labels(batch["positive_ids"], doc_ids).to(scores.device)
-        if in_batch:
-            mask = torch.ones_like(labels, dtype=torch.bool)
-        else:  # each query sees only its own positive and hard negatives
+        scores = self.model.score(q, d) / self.hparams.temperature
+        positive_ids = batch["positive_ids"]
+        labels = in_batch_labels(positive_ids, doc_ids).to(scores.device)
+        excluded_ids = batch.get("excluded_ids") or [frozenset()] * len(positive_ids)
+        mask = in_batch_mask(excluded_ids, positive_ids, doc_ids).to(scores.device)
+        if not in_batch:  # each query sees only its own positive and hard negatives
             owner = batch["doc_owner"].to(scores.device)
-            mask = owner.unsqueeze(0) == torch.arange(scores.shape[0], device=scores.device).unsqueeze(1)
+            mask &= owner.unsqueeze(0) == torch.arange(scores.shape[0], device=scores.device).unsqueeze(1)
         return self.loss(scores, labels, mask), scores, labels, mask
 
     def score_lists(self, batch: Mapping[str, Any]) -> Tensor:
         """List batch from :class:`~.data.RetrieverListCollator`: queries [B], flat real docs [n]."""
-        q = self.model.forward_encode(batch["queries"])
-        d = self.model.forward_encode(batch["docs"])
-        mask = batch["mask"].to(q.device)
-        rows = torch.arange(mask.shape[0], device=q.device).repeat_interleave(mask.sum(1))
-        flat = self.model.score(q, d)[rows, torch.arange(len(rows), device=q.device)]
+        q = self.model.encode(batch["queries"])
+        d = self.model.encode(batch["docs"])
+        device = q.embeddings.device
+        mask = batch["mask"].to(device)
+        rows = torch.arange(mask.shape[0], device=device).repeat_interleave(mask.sum(1))
+        flat = self.model.score(q, d)[rows, torch.arange(len(rows), device=device)]
         return flat.new_zeros(mask.shape).masked_scatter(mask, flat)
 
 
