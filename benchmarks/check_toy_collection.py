@@ -153,7 +153,9 @@ def dense_run(corpus: dict, queries: dict[str, str]) -> dict[str, dict[str, floa
 
 # --------------------------------------------------------------------------- comparison
 def ranking(scores: dict[str, float]) -> list[str]:
-    return sorted(scores, key=lambda d: (-scores[d], d))  # ties broken by id, deterministic
+    from retrieval_lab.data.runs import ranked
+
+    return [d for d, _ in ranked(scores)]  # the project's one tie order
 
 
 def kendall_tau(xs: list[float], ys: list[float]) -> float:

@@ -19,7 +19,12 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path, PurePath
 
-__all__ = ["fingerprint", "file_digest", "atomic_dir", "is_complete", "cache_root", "COMPLETE_MARKER"]
+__all__ = ["fingerprint", "file_digest", "model_fingerprint", "run_digest", "atomic_dir", "is_complete", "cache_root",
+           "write_text_atomic", "COMPLETE_MARKER", "KEY_VERSION"]
+
+#: bumped whenever what a cached artifact holds changes meaning (a trained model's key includes it), so a new
+#: version of the code never reuses an old artifact built under other rules
+KEY_VERSION = 2
 
 COMPLETE_MARKER = "_COMPLETE"
 _CHUNK = 1 << 20
@@ -104,6 +109,37 @@ def file_digest(path: str | os.PathLike) -> str:
     with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
             h.update(chunk)
+    return h.hexdigest()
+
+
+#: files of a model folder that do not change what the model computes (the training record written beside it)
+_NOT_MODEL = frozenset({"training.json", COMPLETE_MARKER})
+_MODEL_SUFFIXES = frozenset({".safetensors", ".bin", ".json", ".txt", ".model"})
+
+
+def model_fingerprint(path: str | os.PathLike) -> str:
+    """Content hash of a model: its folder's weights, config and tokenizer files; for a Hub name, the name.
+
+    Two folders with the same files give the same key wherever they are; a retrained checkpoint never reuses a
+    cache built from the old weights. ``training.json`` (how the model was trained) is left out.
+    """
+    folder = Path(os.path.expanduser(os.fspath(path)))
+    if not folder.is_dir():
+        return fingerprint("hub", os.fspath(path))
+    files = sorted(p for p in folder.rglob("*")
+                   if p.is_file() and p.suffix in _MODEL_SUFFIXES and p.name not in _NOT_MODEL)
+    if not files:
+        raise ValueError(f"{folder} holds no model files (config.json, weights): not a model folder")
+    return fingerprint("folder", *[(str(p.relative_to(folder)), file_digest(p)) for p in files])
+
+
+def run_digest(run: Mapping[str, Mapping[str, float]]) -> str:
+    """Content hash of a Run (qid -> doc id -> score): the same rankings give the same digest, whatever file or
+    stage they came from and in whatever order the dicts were filled."""
+    h = hashlib.sha256()
+    for qid in sorted(run):
+        h.update(json.dumps([qid, sorted((str(d), repr(float(s))) for d, s in run[qid].items())],
+                            ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
     return h.hexdigest()
 
 

@@ -54,13 +54,20 @@ class TrainConfig:
     lr: float = 3e-5
     weight_decay: float = 0.01
     warmup_steps: int = 50
+    warmup_ratio: Optional[float] = None  # warm-up over this share of max_steps (replaces warmup_steps when set)
     schedule: str = "linear"  # linear | constant
+    gradient_clip_val: Optional[float] = None  # clip the gradient norm (null: no clipping)
+    # the loss of this stage: a loss-group node ({name: margin, margin: 1.0}); null = the top-level `loss` group
+    loss: Optional[Any] = None
+    # retrievers: scores are divided by this before the loss (null: 0.05 for cosine similarity, 1 for dot)
+    temperature: Optional[float] = None
     # dropout on attention probabilities while training (null = the model's own, 0.1 for BERTs); 0 lets CPU
     # attention use its fused kernel: 2.5x faster MiniLM steps here
     attention_dropout: Optional[float] = None
     accumulate_grad_batches: int = 1
     log_every_n_steps: int = 10
-    resume_from: Optional[str] = None  # a Lightning checkpoint to resume from
+    resume_from: Optional[str] = None  # a Lightning checkpoint to resume from (not part of the model's cache key)
+    checkpoint_every_n_steps: Optional[int] = None  # also checkpoint mid-epoch every n optimiser steps
     seed: int = 42
     # an ir_datasets id with docpairs (e.g. msmarco-passage/train/triples-small): train on its first max_triples
     # (null = all) (query, positive, negative) triples instead of the collection's train split + first-stage run
@@ -102,8 +109,9 @@ class DenseIndexConfig:
 
 @dataclass
 class BiEncoderConfig:
-    _target_: str = "retrieval_lab.retrievers.dense.BiEncoderRetriever"
+    _target_: str = "retrieval_lab.retrievers.model.ModelRetriever"
     name: str = "biencoder"
+    family: str = "biencoder"  # model family (retrieval_lab/models/registry.py)
     model: str = "sentence-transformers/all-MiniLM-L6-v2"
     # null = what the model folder says (a sentence-transformers folder: its pooling, normalisation and
     # max length, segment 0 everywhere), else RepBERT's: mean pooling, dot, segment ids on, 20 / 256 tokens
@@ -133,13 +141,33 @@ class NoRerankerConfig:
 
 @dataclass
 class CrossEncoderConfig:
-    _target_: str = "retrieval_lab.rerankers.cross_encoder.CrossEncoderReranker"
+    _target_: str = "retrieval_lab.rerankers.model.ModelReranker"
     name: str = "cross_encoder"
+    family: str = "cross_encoder"
     model: str = "sentence-transformers/all-MiniLM-L6-v2"
     max_length: int = 256
     batch_size: int = 64
     depth: int = 100  # re-rank the first stage's top-depth
     train: TrainConfig = field(default_factory=lambda: TrainConfig(enabled=True))
+
+
+@dataclass
+class BiEncoderRerankerConfig:
+    """The bi-encoder as a re-ranker: the top-depth re-scored by the dot product of its embeddings."""
+
+    _target_: str = "retrieval_lab.rerankers.model.ModelReranker"
+    name: str = "biencoder"
+    family: str = "biencoder"
+    model: str = "sentence-transformers/all-MiniLM-L6-v2"
+    pooling: Optional[str] = None
+    similarity: Optional[str] = None
+    segment_ids: Optional[bool] = None
+    query_max_length: Optional[int] = None
+    doc_max_length: Optional[int] = None
+    batch_size: int = 64
+    depth: int = 100
+    # trained as a retriever (in-batch negatives + hard negatives from the first stage's run)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
 
 # ----------------------------------------------------------------------------------------- loss
@@ -241,7 +269,7 @@ class Config:
 SCHEMAS: dict[str, dict[str, type]] = {
     "dataset": {"dataset": DatasetConfig},
     "retriever": {"bm25": BM25Config, "run": RunFileConfig, "biencoder": BiEncoderConfig},
-    "reranker": {"none": NoRerankerConfig, "cross_encoder": CrossEncoderConfig},
+    "reranker": {"none": NoRerankerConfig, "cross_encoder": CrossEncoderConfig, "biencoder": BiEncoderRerankerConfig},
     "loss": {
         "pointwise_ce": PointwiseCEConfig,
         "pairwise_logistic": PairwiseLogisticConfig,

@@ -18,6 +18,13 @@ class StageContext:
     cache_dir: Path  # artifacts shared between runs (indexes, encoded corpora)
     logger: Any  # retrieval_lab.loggers.Logger
     timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds
+    indexes: dict[int, dict[str, Any]] = field(default_factory=dict)  # id(stage) -> its index (efficiency.json)
+
+    def record_index(self, stage: Any, *, kind: str, hit: bool, nbytes: int, docs: int) -> None:
+        """Note a stage's index for the efficiency report: kind, cache hit or built, bytes on disk (total, per
+        document). Keyed by the stage object, so a baseline and a retriever of the same name stay apart."""
+        self.indexes[id(stage)] = {"index": kind, "index_cache": "hit" if hit else "built", "index_bytes": int(nbytes),
+                               "index_bytes_per_doc": round(nbytes / max(docs, 1), 1)}
 
     @property
     def hardware(self) -> DictConfig:

@@ -111,14 +111,17 @@ def _run(cfg: DictConfig, out: Path, logger) -> float:
         return result
 
     baseline_name = None
+    stage_of: dict[str, object] = {}  # run name -> the stage whose index it searched
     if cfg.get("baseline") and cfg.baseline.get("_target_") and not _same_stage(cfg.baseline, cfg.retriever):
         baseline = build_stage(cfg.baseline, ctx)
         baseline_name = f"baseline:{baseline.name}"
+        stage_of[baseline_name] = baseline
         timed(f"index:{baseline_name}", baseline.prepare)
         runs[baseline_name] = timed(baseline_name, lambda: baseline.retrieve(split))
 
     retriever = build_stage(cfg.retriever, ctx)
     first = retriever.name
+    stage_of[first] = retriever
     timed(f"index:{first}", retriever.prepare)  # training (when configured), encoding, indexing
     runs[first] = timed(first, lambda: retriever.retrieve(split))
     last = first
@@ -148,6 +151,8 @@ def _run(cfg: DictConfig, out: Path, logger) -> float:
     if reranker is not None:
         prepare[last] = ctx.timings[f"train:{reranker.name}"]
     efficiency = {name: _efficiency(ctx.timings.get(name, 0.0), prepare[name], run) for name, run in runs.items()}
+    for name, stage in stage_of.items():  # index kind, cache hit or built, bytes per document
+        efficiency[name].update(ctx.indexes.get(id(stage), {}))
     write_text_atomic(out / "efficiency.json", json.dumps(efficiency, indent=2))
 
     rows = {name: res.aggregate for name, res in results.items()}

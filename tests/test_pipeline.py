@@ -1,10 +1,13 @@
 """The whole run through the real entry point (`python run.py ...`): files written, figures reproduced."""
 
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import torch
 
 from retrieval_lab.evaluation.sweep import holm, summarize
 from retrieval_lab.data import EMBEDDED_ROOT, load_beir, read_trec_run
@@ -115,6 +118,31 @@ def test_train_repbert_and_cross_encoder_end_to_end_with_tiny_models(tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=900,
     )
     assert result.returncode != 0 and "cross_encoder" in result.stderr and "biencoder" in result.stderr
+
+
+def _weights(folder):
+    from safetensors.torch import load_file
+
+    return load_file(str(next(Path(folder).glob("*.safetensors"))))
+
+
+def test_a_cached_first_stage_gives_the_same_second_stage(tmp_path):
+    """Each training stage is seeded from (seed, stage) when it starts: the reranker trained after a retriever
+    trained in the same process equals the one trained after the retriever came from the cache."""
+    args = (f"retriever=repbert", f"retriever.model={TINY_BERT}", "retriever.train.max_steps=3",
+            "retriever.train.batch_size=4", "reranker=cross_encoder", f"reranker.model={TINY_BERT}",
+            "reranker.train.max_steps=3", "reranker.train.list_size=4", "reranker.train.batch_size=2",
+            "reranker.depth=10", "logger=none", "show_progress=false")
+    cold, _ = run_py(tmp_path / "cold", *args)
+    retriever = Path((cold / "train_retriever_model.txt").read_text().strip())
+    shutil.copytree(retriever, tmp_path / "warm" / "cache" / "models" / retriever.name)  # only the first stage
+    warm, _ = run_py(tmp_path / "warm", *args)
+    log_text = (warm / "run.log").read_text()
+    assert "train_retriever: reusing the model" in log_text and "train_reranker: reusing" not in log_text
+    a = _weights((cold / "train_reranker_model.txt").read_text().strip())
+    b = _weights((warm / "train_reranker_model.txt").read_text().strip())
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((cold / "metrics.json").read_text()) == json.loads((warm / "metrics.json").read_text())
 
 
 @needs_data("trec-dl-2019-passage")

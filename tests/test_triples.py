@@ -8,20 +8,19 @@ import pickle
 import uuid
 from types import SimpleNamespace
 
+import ir_datasets
 import pytest
+from hydra import compose, initialize_config_dir
+from ir_datasets.datasets.base import Dataset
+from ir_datasets.datasets.beir import BeirTitleDoc
+from ir_datasets.formats import TsvDocPairs, TsvDocs, TsvQueries
+from ir_datasets.util import LocalDownload
 
-ir_datasets = pytest.importorskip("ir_datasets")
-from hydra import compose, initialize_config_dir  # noqa: E402
-from ir_datasets.datasets.base import Dataset  # noqa: E402
-from ir_datasets.datasets.beir import BeirTitleDoc  # noqa: E402
-from ir_datasets.formats import TsvDocPairs, TsvDocs, TsvQueries  # noqa: E402
-from ir_datasets.util import LocalDownload  # noqa: E402
-
-from retrieval_lab.config import register  # noqa: E402
-from retrieval_lab.data import CollectionError  # noqa: E402
-from retrieval_lab.training.data import ListItem, PairItem  # noqa: E402
-from retrieval_lab.training.triples import IrDatasetsTriples  # noqa: E402
-from tests.conftest import ROOT, TINY_BERT  # noqa: E402
+from retrieval_lab.config import register
+from retrieval_lab.data import CollectionError
+from retrieval_lab.training.data import ListItem, PairItem
+from retrieval_lab.training.triples import IrDatasetsTriples
+from tests.conftest import ROOT, TINY_BERT
 
 register()
 
@@ -131,70 +130,72 @@ def _ctx(tmp_path, *overrides):
 
 
 def test_train_reranker_on_triples_end_to_end(tmp_path, triples_id):
-    from retrieval_lab.rerankers.cross_encoder import CrossEncoderReranker
+    from retrieval_lab.rerankers.model import ModelReranker
 
     ctx = _ctx(tmp_path, "reranker=cross_encoder", f"reranker.model={TINY_BERT}", "reranker.max_length=32",
                f"reranker.train.triples={triples_id}", "reranker.train.max_triples=3",
                "reranker.train.split=absent",  # would fail if the collection's train split were looked at
                "reranker.train.max_steps=2", "reranker.train.batch_size=2", "reranker.train.warmup_steps=0")
-    reranker = CrossEncoderReranker(ctx.cfg.reranker, ctx)
+    reranker = ModelReranker(ctx.cfg.reranker, ctx)
     reranker.prepare(None)  # no first stage
     trained = reranker.model_path
     assert trained.startswith(str(tmp_path / "cache" / "models"))
     assert (ctx.output_dir / "train_reranker_model.txt").exists()
     assert (ctx.output_dir / "train_reranker" / "checkpoints" / "last.ckpt").exists()
-    scores = reranker.score([("first query", "Title one body one"), ("first query", "body two")])
-    assert len(scores) == 2
-    again = CrossEncoderReranker(ctx.cfg.reranker, ctx)
+    qid = next(iter(ctx.collection.queries))
+    doc_ids = ctx.collection.corpus.ids()[:2]
+    scores = reranker.score([(qid, doc_ids[0]), (qid, doc_ids[1])])  # ids: the stage looks the texts up
+    assert len(scores) == 2 and scores[0] != scores[1]
+    again = ModelReranker(ctx.cfg.reranker, ctx)
     again.prepare(None)
     assert again.model_path == trained  # cached: the key covers the triples, not a first stage
 
 
 def test_without_triples_training_still_uses_the_train_split_and_first_stage(tmp_path):
-    from retrieval_lab.rerankers.cross_encoder import CrossEncoderReranker
+    from retrieval_lab.rerankers.model import ModelReranker
     from retrieval_lab.retrievers import build_stage
 
     common = ("reranker=cross_encoder", f"reranker.model={TINY_BERT}", "reranker.max_length=32", "retriever=bm25",
               "reranker.train.max_steps=2", "reranker.train.batch_size=2", "reranker.train.list_size=3")
     ctx = _ctx(tmp_path, *common, "reranker.train.split=absent")
     with pytest.raises(ValueError, match="no judged 'absent' split"):
-        CrossEncoderReranker(ctx.cfg.reranker, ctx).prepare(build_stage(ctx.cfg.retriever, ctx))
+        ModelReranker(ctx.cfg.reranker, ctx).prepare(build_stage(ctx.cfg.retriever, ctx))
     ctx = _ctx(tmp_path, *common)
     with pytest.raises(ValueError, match="needs a first stage"):
-        CrossEncoderReranker(ctx.cfg.reranker, ctx).prepare(None)
-    reranker = CrossEncoderReranker(ctx.cfg.reranker, ctx)
+        ModelReranker(ctx.cfg.reranker, ctx).prepare(None)
+    reranker = ModelReranker(ctx.cfg.reranker, ctx)
     reranker.prepare(build_stage(ctx.cfg.retriever, ctx))  # toy train split, BM25 negatives
     assert (ctx.output_dir / "train_reranker" / "checkpoints" / "last.ckpt").exists()
 
 
 def test_train_retriever_on_triples_end_to_end(tmp_path, triples_id):
-    from retrieval_lab.retrievers.dense import BiEncoderRetriever
+    from retrieval_lab.retrievers.model import ModelRetriever
     from retrieval_lab.training.stages import train_retriever
 
     ctx = _ctx(tmp_path, f"retriever.model={TINY_BERT}", "retriever.train.enabled=true",
                f"retriever.train.triples={triples_id}", "retriever.train.split=absent",
                "retriever.train.max_steps=2", "retriever.train.batch_size=2", "retriever.train.warmup_steps=0")
-    retriever = BiEncoderRetriever(ctx.cfg.retriever, ctx)
-    negatives = object()  # a first stage would be asked for its run: the triples give the negatives instead
-    trained = train_retriever(ctx.cfg.retriever, ctx, str(TINY_BERT), negatives, retriever.load_model)
+    retriever = ModelRetriever(ctx.cfg.retriever, ctx)
+    run = {"q": {"d": 1.0}}  # a first stage's run would give negatives: the triples give them instead
+    trained = train_retriever(ctx.cfg.retriever, ctx, str(TINY_BERT), retriever.load_model, run)
     assert (ctx.output_dir / "train_retriever" / "checkpoints" / "last.ckpt").exists()
     assert trained.startswith(str(tmp_path / "cache" / "models"))
 
 
 def test_cache_key_covers_the_triples_not_the_collection(tmp_path, triples_id):
-    from retrieval_lab.training.stages import _model_key
+    from retrieval_lab.training.stages import model_key
 
     def key(*overrides, collection=None):
         ctx = _ctx(tmp_path, "reranker=cross_encoder", *overrides)
         if collection is not None:
             ctx = dataclasses.replace(ctx, collection=collection)
-        return _model_key("reranker", str(TINY_BERT), ctx.cfg.reranker, ctx, None)
+        return model_key("reranker", str(TINY_BERT), ctx.cfg.reranker, ctx, None)
 
     triples = (f"reranker.train.triples={triples_id}", "reranker.train.max_triples=3")
     base = key(*triples)
     assert key(f"reranker.train.triples={triples_id}", "reranker.train.max_triples=4") != base
     assert key("reranker.train.triples=msmarco-passage/train/triples-small", "reranker.train.max_triples=3") != base
     # the collection the model is evaluated on does not change what it was trained on (it does without triples)
-    other = SimpleNamespace(fingerprint="another collection")
+    other = SimpleNamespace(fingerprint="another collection", rel_threshold=1)
     assert key(*triples, collection=other) == base
     assert key(collection=other) != key()

@@ -22,13 +22,14 @@ Conventions (checked against pytrec_eval, where it has the metric, in ``tests/te
 from __future__ import annotations
 
 import json
-import math
 import re
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from retrieval_lab.data.runs import ranked
 
 Qrels = Mapping[str, Mapping[str, int]]
 Run = Mapping[str, Mapping[str, float]]
@@ -143,15 +144,12 @@ def _ranking_for_ranx(docs: Mapping[str, float] | None, qid: str) -> dict[str, f
     """Resolve ties as trec_eval does (score desc, then doc id desc) and encode the order as distinct scores."""
     if not docs:
         return {}
-    items = []
-    for doc_id, score in docs.items():
-        score = float(score)
-        if math.isnan(score):
-            raise ValueError(f"run score for query {qid!r}, document {doc_id!r} is NaN")
-        items.append((score, str(doc_id)))
-    items.sort(reverse=True)
+    try:
+        items = ranked(docs)  # the project's one tie order (runs.ranked)
+    except ValueError as err:
+        raise ValueError(f"run for query {qid!r}: {err}") from None
     n = len(items)
-    return {doc_id: float(n - i) for i, (_, doc_id) in enumerate(items)}
+    return {doc_id: float(n - i) for i, (doc_id, _) in enumerate(items)}
 
 
 def evaluate(

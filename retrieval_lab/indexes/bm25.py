@@ -249,6 +249,13 @@ class BM25Index:
             f"stemmer={self.tokenizer.stemmer!r}, method={self.method!r}, num_docs={self.num_docs})"
         )
 
+    def nbytes(self) -> int:
+        """Bytes of the scoring structures: bm25s's sparse (term, doc) score matrix; rank_bm25's pickled state."""
+        self._check_built()
+        if self.backend == "bm25s":
+            return int(sum(v.nbytes for v in self._engine.scores.values() if isinstance(v, np.ndarray)))
+        return len(pickle.dumps(self._engine, protocol=pickle.HIGHEST_PROTOCOL))
+
     def _check_built(self):
         if self._engine is None:
             raise RuntimeError("BM25Index: build() or load() it before searching")

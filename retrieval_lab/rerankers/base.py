@@ -22,17 +22,17 @@ class Reranker:
         """Train (when configured) on ``first_stage``'s run over the training split."""
 
     def score(self, pairs: list[tuple[str, str]]) -> list[float]:
+        """One score per ``(query id, doc id)`` pair. Ids, not texts: the family looks up what it needs (texts, or
+        stored document representations)."""
         raise NotImplementedError
 
     def rerank(self, split: str, run: dict[str, dict[str, float]], depth: int) -> dict[str, dict[str, float]]:
-        topics = self.ctx.collection.topics(split)
-        corpus = self.ctx.collection.corpus
         heads: dict[str, list[str]] = {}
         pairs: list[tuple[str, str]] = []
         for qid, docs in run.items():
             order = [doc_id for doc_id, _ in ranked(docs)]
             heads[qid] = order[:depth]
-            pairs.extend((topics[qid], corpus[doc_id].contents()) for doc_id in heads[qid])
+            pairs.extend((qid, doc_id) for doc_id in heads[qid])
         scores = iter(self.score(pairs))
         head_scores = {qid: {doc_id: float(next(scores)) for doc_id in head} for qid, head in heads.items()}
         return cut_depth(run, head_scores, depth)  # the first stage's order kept below the re-ranked head

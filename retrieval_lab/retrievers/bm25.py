@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from retrieval_lab.cache import atomic_dir, fingerprint, is_complete
+from retrieval_lab.cache import KEY_VERSION, fingerprint
+from retrieval_lab.indexes.base import cached_index, folder_bytes
 from retrieval_lab.indexes.bm25 import BM25Index
 from retrieval_lab.retrievers.base import Retriever
 
@@ -27,17 +28,20 @@ class BM25Retriever(Retriever):
         if self._index is None:
             corpus = self.ctx.collection.corpus
             fresh = self._new_index()
-            key = fingerprint("bm25", corpus.fingerprint, fresh.settings())
-            path = self.ctx.cache_dir / "bm25" / key
-            if is_complete(path):
-                log.info("BM25: reusing the index at %s", path)
-                self._index = BM25Index.load(path)
-            else:
+            key = fingerprint("bm25", KEY_VERSION, corpus.fingerprint, fresh.settings())
+
+            def build() -> BM25Index:
                 log.info("BM25 (%s): indexing %d documents", self.cfg.backend, len(corpus))
                 fresh.build(corpus.ids(), [doc.contents() for doc in corpus], show_progress=self.ctx.show_progress)
-                with atomic_dir(path) as tmp:
-                    fresh.save(tmp)
-                self._index = fresh
+                return fresh
+
+            def load(path) -> BM25Index:
+                log.info("BM25: reusing the index at %s", path)
+                return BM25Index.load(path)
+
+            path = self.ctx.cache_dir / "bm25" / key
+            self._index, hit = cached_index(path, build, load)
+            self.ctx.record_index(self, kind="bm25", hit=hit, nbytes=folder_bytes(path / "index"), docs=len(corpus))
         return self._index
 
     def prepare(self) -> None:

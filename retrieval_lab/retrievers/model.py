@@ -1,0 +1,145 @@
+"""The one model-backed first stage: [train] -> encode the corpus once (cached) -> index (cached) -> search.
+
+Any retriever family of the registry (:mod:`retrieval_lab.models.registry`) runs through this class; the family's
+``index_kind`` picks how its documents are indexed (:data:`INDEX_KINDS`: one vector per document in FAISS today;
+the multi-vector token index plugs in here). Every artifact is cached under a key of what it depends on:
+
+* trained model: see :mod:`retrieval_lab.training.stages` (hard negatives keyed by the first stage's run content);
+* encoded corpus: the model's content, the corpus content, the model's resolved settings, precision, storage dtype;
+* FAISS index: the encoded corpus's key and the index's build settings (factory, metric, faiss version); the
+  search-time settings (``nprobe``, ``ef_search``) are applied after loading, so every value shares one index.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from retrieval_lab.cache import KEY_VERSION, fingerprint, model_fingerprint
+from retrieval_lab.indexes.base import cached_index, folder_bytes
+from retrieval_lab.retrievers.base import Retriever, build_stage
+
+log = logging.getLogger(__name__)
+
+
+class ModelRetriever(Retriever):
+    """A first stage backed by a retriever family (``cfg.family``: biencoder, ...)."""
+
+    role = "retriever"
+
+    def __init__(self, cfg, ctx):
+        super().__init__(cfg, ctx)
+        self._model = None
+        self._model_path: str | None = None
+        self._index = None
+
+    # ----------------------------------------------------------------------------------- model
+    def load_model(self, path: str):
+        from retrieval_lab.models.registry import load_family, settings_from_config
+
+        family = str(self.cfg.family)
+        return load_family(path, self.role, family=family, **settings_from_config(family, self.cfg))
+
+    @property
+    def model_path(self) -> str:
+        if self._model_path is None:
+            from retrieval_lab.models.backbone import resolve_backbone
+
+            path = resolve_backbone(self.cfg.model)
+            self._model_path = self._train(path) if self.cfg.train.enabled else str(path)
+        return self._model_path
+
+    @property
+    def model(self):
+        if self._model is None:
+            self._model = self.load_model(self.model_path)
+            self._model.eval()
+        return self._model
+
+    def _train(self, backbone: str) -> str:
+        from retrieval_lab.training.stages import train_retriever, train_split
+
+        t = self.cfg.train
+        run, run_name = None, "-"
+        if not t.get("triples") and t.num_hard_negatives > 0:
+            split = train_split(self.ctx, self.cfg, "retriever")
+            negatives = build_stage(self.cfg.negatives, self.ctx)
+            negatives.prepare()
+            run, run_name = negatives.retrieve(split), negatives.name
+        return train_retriever(self.cfg, self.ctx, backbone, self.load_model, run, run_name)
+
+    @property
+    def precision(self) -> str:
+        return str(self.ctx.hardware.inference_precision)
+
+    # ----------------------------------------------------------------------------------- index
+    @property
+    def index(self):
+        if self._index is None:
+            kind = getattr(self.model, "index_kind", None)
+            if kind not in INDEX_KINDS:
+                raise ValueError(f"family {self.cfg.family!r} asks for index kind {kind!r}; known: {sorted(INDEX_KINDS)}")
+            self._index = INDEX_KINDS[kind](self)
+        return self._index
+
+    def prepare(self) -> None:
+        self.index  # noqa: B018 (loads or trains the model, encodes the corpus, builds or loads the index)
+
+    def retrieve(self, split: str) -> dict[str, dict[str, float]]:
+        index = self.index
+        topics = self.ctx.collection.topics(split)
+        qids = list(topics)
+        q = self.model.encode_queries(
+            [topics[qid] for qid in qids], batch_size=int(self.cfg.batch_size), precision=self.precision,
+            show_progress=False,
+        )
+        q = np.ascontiguousarray(q.float().numpy() if hasattr(q, "numpy") else q, dtype=np.float32)
+        return index.search_run(qids, q, int(self.cfg.k))
+
+
+# --------------------------------------------------------------------------------------- index kinds
+
+
+def single_vector_index(stage: ModelRetriever):
+    """One vector per document: encode the corpus (cached), then a FAISS index over it (cached)."""
+    from retrieval_lab.indexes.dense_cache import encode_corpus
+    from retrieval_lab.indexes.faiss_index import FaissIndex
+
+    ctx, cfg, model = stage.ctx, stage.cfg, stage.model
+    corpus = ctx.collection.corpus
+    # the model's content and resolved settings (pooling, similarity -> normalisation, segment ids, lengths)
+    emb_key = fingerprint("encoded-corpus", KEY_VERSION, model_fingerprint(stage.model_path), corpus.fingerprint, model.family,
+                          model.settings, stage.precision, cfg.embeddings_dtype)
+    ids = corpus.ids()
+    embeddings = encode_corpus(
+        lambda texts: model.encode_docs(texts, batch_size=len(texts), precision=stage.precision, show_progress=False),
+        ids, [doc.contents() for doc in corpus], cache_dir=ctx.cache_dir / "embeddings", key=emb_key,
+        batch_size=int(cfg.batch_size), dtype=cfg.embeddings_dtype, show_progress=ctx.show_progress,
+    )
+    idx = cfg.index
+    use_gpu = bool(ctx.hardware.faiss_gpu)
+
+    def build() -> FaissIndex:  # saved without search-time settings: faiss's defaults unless the config sets them
+        log.info("%s: building a FAISS %s index over %d vectors", stage.name, idx.factory, len(ids))
+        return FaissIndex(factory=idx.factory, metric=idx.metric, use_gpu=use_gpu).build(
+            np.ascontiguousarray(embeddings, dtype=np.float32), ids)
+
+    def load(path) -> FaissIndex:
+        log.info("%s: reusing the FAISS index at %s", stage.name, path)
+        return FaissIndex.load(path, use_gpu=use_gpu)
+
+    import faiss
+
+    index_key = fingerprint("faiss", KEY_VERSION, emb_key, idx.factory, idx.metric, faiss.__version__)
+    path = ctx.cache_dir / "faiss" / index_key
+    index, hit = cached_index(path, build, load)
+    index.set_search_params(nprobe=idx.nprobe, ef_search=idx.ef_search)  # this run's search-time settings
+    ctx.record_index(stage, kind="faiss", hit=hit, nbytes=folder_bytes(path / "index"), docs=len(ids))
+    return index
+
+
+#: index kind (a retriever family's ``index_kind``) -> builder taking the stage; the token index adds "multi_vector"
+INDEX_KINDS: dict[str, Callable[[ModelRetriever], Any]] = {"single_vector": single_vector_index}
