@@ -107,12 +107,41 @@ class DenseIndexConfig:
     ef_search: Optional[int] = None
 
 
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
 @dataclass
-class BiEncoderConfig:
+class ModelRetrieverConfig:
+    """What every model-backed first stage has (retrieval_lab/retrievers/model.py); a family adds its settings."""
+
     _target_: str = "retrieval_lab.retrievers.model.ModelRetriever"
-    name: str = "biencoder"
-    family: str = "biencoder"  # model family (retrieval_lab/models/registry.py)
-    model: str = "sentence-transformers/all-MiniLM-L6-v2"
+    name: str = MISSING
+    family: str = MISSING  # model family (retrieval_lab/models/registry.py)
+    model: str = DEFAULT_MODEL  # a folder or a Hub name
+    batch_size: int = 64  # inference batch
+    embeddings_dtype: str = "float32"  # float32 | float16 (cache storage)
+    index: DenseIndexConfig = field(default_factory=DenseIndexConfig)
+    k: int = 1000
+    train: TrainConfig = field(default_factory=TrainConfig)
+    # first stage whose runs give hard negatives when training
+    negatives: BM25Config = field(default_factory=BM25Config)
+
+
+@dataclass
+class ModelRerankerConfig:
+    """What every model-backed second stage has (retrieval_lab/rerankers/model.py); a family adds its settings."""
+
+    _target_: str = "retrieval_lab.rerankers.model.ModelReranker"
+    name: str = MISSING
+    family: str = MISSING
+    model: str = DEFAULT_MODEL
+    batch_size: int = 64
+    depth: int = 100  # re-rank the first stage's top-depth
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass
+class BiEncoderSettings:
     # null = what the model folder says (a sentence-transformers folder: its pooling, normalisation and
     # max length, segment 0 everywhere), else RepBERT's: mean pooling, dot, segment ids on, 20 / 256 tokens
     pooling: Optional[str] = None  # mean | cls
@@ -120,13 +149,12 @@ class BiEncoderConfig:
     segment_ids: Optional[bool] = None  # RepBERT: segment 0 for queries, 1 for documents
     query_max_length: Optional[int] = None
     doc_max_length: Optional[int] = None
-    batch_size: int = 64
-    embeddings_dtype: str = "float32"  # float32 | float16 (cache storage)
-    index: DenseIndexConfig = field(default_factory=DenseIndexConfig)
-    k: int = 1000
-    train: TrainConfig = field(default_factory=TrainConfig)
-    # first stage whose runs give hard negatives when training
-    negatives: BM25Config = field(default_factory=BM25Config)
+
+
+@dataclass
+class BiEncoderConfig(BiEncoderSettings, ModelRetrieverConfig):
+    name: str = "biencoder"
+    family: str = "biencoder"
 
 
 # ------------------------------------------------------------------------------------- reranker
@@ -140,34 +168,20 @@ class NoRerankerConfig:
 
 
 @dataclass
-class CrossEncoderConfig:
-    _target_: str = "retrieval_lab.rerankers.model.ModelReranker"
+class CrossEncoderConfig(ModelRerankerConfig):
     name: str = "cross_encoder"
     family: str = "cross_encoder"
-    model: str = "sentence-transformers/all-MiniLM-L6-v2"
     max_length: int = 256
-    batch_size: int = 64
-    depth: int = 100  # re-rank the first stage's top-depth
     train: TrainConfig = field(default_factory=lambda: TrainConfig(enabled=True))
 
 
 @dataclass
-class BiEncoderRerankerConfig:
-    """The bi-encoder as a re-ranker: the top-depth re-scored by the dot product of its embeddings."""
+class BiEncoderRerankerConfig(BiEncoderSettings, ModelRerankerConfig):
+    """The bi-encoder as a re-ranker: the top-depth re-scored by the dot product of its embeddings; trained (when
+    enabled) as a retriever, with hard negatives from the first stage's run."""
 
-    _target_: str = "retrieval_lab.rerankers.model.ModelReranker"
     name: str = "biencoder"
     family: str = "biencoder"
-    model: str = "sentence-transformers/all-MiniLM-L6-v2"
-    pooling: Optional[str] = None
-    similarity: Optional[str] = None
-    segment_ids: Optional[bool] = None
-    query_max_length: Optional[int] = None
-    doc_max_length: Optional[int] = None
-    batch_size: int = 64
-    depth: int = 100
-    # trained as a retriever (in-batch negatives + hard negatives from the first stage's run)
-    train: TrainConfig = field(default_factory=TrainConfig)
 
 
 # ----------------------------------------------------------------------------------------- loss

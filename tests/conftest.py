@@ -82,3 +82,12 @@ def cache_dir(tmp_path, monkeypatch):
     path = tmp_path / "cache"
     monkeypatch.setenv("RETRIEVAL_LAB_CACHE", str(path))
     return path
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback interface now (for a gloo process group's rendezvous)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

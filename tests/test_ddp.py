@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +26,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # when run as a script
     sys.path.insert(0, str(ROOT))
+
+from tests.conftest import free_port  # noqa: E402
 
 TINY_BERT = ROOT / "tests" / "fixtures" / "models" / "tiny-bert"
 B, H = 3, 1  # queries per process, hard negatives per query
@@ -84,12 +85,6 @@ def _module(model):
     return RetrieverModule(model, build_loss("softmax"), cross_device_negatives=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _worker(rank: int, world: int, port: int, out: str) -> None:
     import torch.distributed as dist
 
@@ -136,7 +131,7 @@ def test_two_processes_with_cross_device_negatives_give_one_big_batch_gradients(
     from retrieval_lab.training.data import RetrieverCollator
 
     out = str(tmp_path / "ddp.pt")
-    mp.spawn(_worker, args=(2, _free_port(), out), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, free_port(), out), nprocs=2, join=True)
     two = torch.load(out, weights_only=False)
     rank1 = torch.load(out + ".rank1", weights_only=False)
 

@@ -9,12 +9,11 @@ plain Python loop over the un-padded per-rank tensors in one process.
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 import torch
 
 from retrieval_lab.training.modules import pad_with_mask
+from tests.conftest import free_port
 
 DIM = 4
 ROWS = {0: (2, 3), 1: (2, 5)}  # rank -> (docs, tokens)
@@ -34,12 +33,6 @@ def _data():
         weights = torch.arange(1.0, 5.0) * (rank + 1)
         out[rank] = (query, docs, mask, weights)
     return out
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _worker(rank: int, world: int, port: int, out: str) -> None:
@@ -93,7 +86,7 @@ def test_gathered_mask_keeps_padding_out_of_maxsim_and_grads_match_one_process(t
     # fork where there is one: the children inherit the imported modules (0.2 s here; spawn re-imports torch and
     # Lightning in each child: 30 s on a busy 2-core machine). The children only use gloo and tiny tensors.
     method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-    mp.start_processes(_worker, args=(2, _free_port(), out), nprocs=2, join=True, start_method=method)
+    mp.start_processes(_worker, args=(2, free_port(), out), nprocs=2, join=True, start_method=method)
     got = {r: torch.load(f"{out}.{r}", weights_only=False) for r in (0, 1)}
     maxsims, grads = _reference()
     data = _data()

@@ -37,8 +37,13 @@ def test_bm25_on_the_embedded_collection_writes_every_output(tmp_path):
     per_query = (out / "per_query.tsv").read_text().splitlines()
     assert len(per_query) == 1 + 5 * n  # header + metric x query (queries BM25 finds nothing for score 0)
     assert "retriever" in (out / "config.yaml").read_text()
-    # the index is cached: a second run reuses it
+    assert json.loads((out / "efficiency.json").read_text())["bm25"]["index_cache"] == "built"
+    # the index is cached: a second run loads it (it says so, and the cached folder is untouched) and ranks the same
+    index_dir = next((tmp_path / "cache" / "bm25").iterdir())
+    before = {p: p.stat().st_mtime_ns for p in index_dir.rglob("*")}
     out2, _ = run_py(tmp_path, "retriever=bm25", "logger=none")
+    assert json.loads((out2 / "efficiency.json").read_text())["bm25"]["index_cache"] == "hit"
+    assert {p: p.stat().st_mtime_ns for p in index_dir.rglob("*")} == before
     assert json.loads((out2 / "metrics.json").read_text()) == metrics
 
 

@@ -78,6 +78,23 @@ def test_index_kinds_hook_names_the_single_vector_index():
     assert set(INDEX_KINDS) == {"single_vector"}
 
 
+def test_bm25_and_faiss_share_the_index_protocol(tmp_path):
+    import numpy as np
+
+    from retrieval_lab.indexes.base import Index
+    from retrieval_lab.indexes.bm25 import BM25Index
+
+    bm25 = BM25Index()
+    bm25.build(["a", "b"], ["cats purr", "dogs run fast"], show_progress=False)
+    faiss_index = FaissIndex().build(np.eye(2, dtype=np.float32), ["a", "b"])
+    for index, query in ((bm25, ["dogs"]), (faiss_index, np.array([[0.0, 1.0]], dtype=np.float32))):
+        assert isinstance(index, Index) and index.nbytes() > 0
+        assert list(index.search_run(["q"], query, k=1)["q"]) == ["b"]
+        index.save(tmp_path / type(index).__name__)
+        again = type(index).load(tmp_path / type(index).__name__)
+        assert again.search_run(["q"], query, k=1) == index.search_run(["q"], query, k=1)
+
+
 def test_reranker_score_receives_ids(tmp_path):
     ctx = ctx_of(tmp_path, "retriever=bm25")
 

@@ -294,10 +294,9 @@ def length_sorted_batches(texts: Sequence[Any], batch_size: int, key: Callable[[
 def inference_context(precision: str, device: torch.device) -> Iterator[None]:
     """``torch.inference_mode`` plus autocast for ``precision`` in {"fp32", "bf16", "fp16"}.
 
-    bf16 autocast works on CPU and GPU; fp16 only on GPU. On this project's 2-core AVX512-BF16 CPU,
-    MiniLM encodes about 1.6x faster in bf16 autocast than in fp32, embeddings at cosine 0.99997
-    to fp32. Models used only for inference can go further with ``model.to(torch.bfloat16)``
-    (weights cast once, about 2x fp32, cosine 0.99993); don't do that to a model you will train.
+    bf16 autocast works on CPU and GPU; fp16 only on GPU. On CPU it pays only where the CPU has native bf16
+    (AVX512-BF16 / AMX): the README's encoding benchmark has the measured speed; on AVX2-only CPUs it is emulated
+    and slower than fp32. Embeddings stay at cosine ~0.9999 to fp32. Don't cast a model you will train to bf16.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
