@@ -165,3 +165,44 @@ def test_a_run_stopped_by_max_time_is_cached_as_such_and_says_so(tmp_path, caplo
         again.prepare(first)
     assert again.model_path == reranker.model_path
     assert "reusing the model" in caplog.text and "undertrained model, cached as such" in caplog.text
+
+
+def _new_family():
+    """A 'new family' for the plug-in test below: defined outside the package, registered by one line."""
+    from retrieval_lab.models import BiEncoder
+
+    class FirstToken(BiEncoder):  # one file's worth: a family with its own name and fixed settings
+        family = "first_token"
+        roles = ("retriever",)
+
+        def __init__(self, encoder, tokenizer, **settings):
+            super().__init__(encoder, tokenizer, **{**settings, "pooling": "cls"})
+
+    return FirstToken
+
+
+def test_a_new_family_plugs_in_with_one_registry_line(tmp_path, monkeypatch):
+    import json
+    import sys
+    import types
+
+    from retrieval_lab.models import registry
+
+    module = types.ModuleType("first_token_family")
+    module.FirstToken = _new_family()
+    monkeypatch.setitem(sys.modules, "first_token_family", module)
+    monkeypatch.setitem(registry.FAMILIES, "first_token", "first_token_family:FirstToken")  # the one line
+    ctx = ctx_of(tmp_path, "retriever.family=first_token", "retriever.train.enabled=true",
+                 "retriever.train.max_steps=2", "retriever.train.batch_size=4", "retriever.train.warmup_steps=0")
+    stage = ModelRetriever(ctx.cfg.retriever, ctx)  # the generic stage: nothing copied
+    run = stage.retrieve("test")
+    assert type(stage.model).__name__ == "FirstToken" and stage.model.pooling == "cls"
+    assert len(run) == len(ctx.collection.topics("test"))
+    saved = json.loads((tmp_path / "cache" / "models" / stage.model_path.split("/")[-1] / "retrieval_lab.json").read_text())
+    assert saved["family"] == "first_token"
+    # the trained folder loads as its own family, and a bi-encoder preset refuses it naming both
+    assert type(registry.load_family(stage.model_path, "retriever")).__name__ == "FirstToken"
+    from retrieval_lab.models import FamilyMismatchError
+
+    with pytest.raises(FamilyMismatchError, match="'first_token' checkpoint.*'biencoder' retriever"):
+        registry.load_family(stage.model_path, "retriever", family="biencoder")

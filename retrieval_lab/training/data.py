@@ -18,10 +18,11 @@ string (string seeds are hashed with SHA-512, independent of ``PYTHONHASHSEED``)
 on the order items are read in, on the number of DataLoader workers, or on the process. Call
 ``dataset.set_epoch(e)`` to move to epoch ``e``; the Lightning modules in :mod:`.modules` do that in
 ``on_train_start`` and ``on_train_epoch_start``. DataLoader workers hold a copy of the dataset made when an
-epoch's iterator is created, so with workers use non-persistent ones (``persistent_workers=False``, the default);
-even then, after a resume in the middle of an epoch the rest of that epoch draws with epoch 0 (Lightning creates
-that iterator before any hook runs; measured). ``num_workers=0`` (tokenising in the main process is cheap next to
-the model) is exact in every case.
+epoch's iterator is created, so with workers use non-persistent ones (``persistent_workers=False``, the default).
+The training stages load through :func:`retrieval_lab.training.loader.train_loader`, whose iterator starts its
+workers only when the first batch is asked for (after Lightning has set the epoch), so a resume in the middle of
+an epoch is exact with non-persistent workers too; ``num_workers=0`` (tokenising in the main process is cheap next
+to the model) is exact in every case.
 
 Items: ``positives="one"`` (default) gives one item per query that has at least one positive, and samples which
 positive each epoch (RankT5: "first selecting a document with label 1 for each query"); ``positives="all"`` gives one
