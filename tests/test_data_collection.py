@@ -154,11 +154,14 @@ def test_unknown_ids_in_qrels_are_counted_and_warned(tmp_path):
     root = write_beir(tmp_path / "c", qrels=qrels)
     with pytest.warns(DataWarning, match=r"test\.tsv: 2 judgment\(s\) name unknown queries \(skipped\); 1 name "
                                          r"documents not in the corpus \(kept"):
-        c = load_beir(root)
+        c = load_beir(root, max_unknown_query_share=0.5)
     assert c.qrels["test"] == {"q1": {"d1": 1}, "q2": {"dX": 1, "d2": 1}}
     with pytest.warns(DataWarning, match=r"1 name documents not in the corpus \(skipped\)"):
-        c = load_beir(root, unknown_docs="skip")
+        c = load_beir(root, unknown_docs="skip", max_unknown_query_share=0.5)
     assert c.qrels["test"] == {"q1": {"d1": 1}, "q2": {"d2": 1}}
+    # above the default share of unknown judged queries (0.05), loading stops naming them
+    with pytest.raises(CollectionError, match=r"test\.tsv: 2 of the 4 judged queries \(50%.*e\.g\. 'q9'"):
+        load_beir(root)
 
 
 def test_empty_split_is_an_error_naming_the_file(tmp_path):

@@ -1,6 +1,7 @@
 """TREC run files: read, write (atomic), cut, ranked."""
 
 import os
+import re
 
 import pytest
 
@@ -67,12 +68,19 @@ def test_malformed_run_lines_name_file_and_line(tmp_path):
         read_trec_run(tmp_path / "missing.trec")
 
 
-def test_unknown_queries_and_docs_are_skipped_with_counts(tmp_path):
+def test_unknown_queries_are_skipped_and_unknown_docs_kept_with_counts(tmp_path):
     f = tmp_path / "r.trec"
     f.write_text("q1 Q0 d1 1 3 t\nq1 Q0 dX 2 2 t\nq9 Q0 d1 1 5 t\nq9 Q0 d2 2 4 t\nq1 Q0 d2 3 1 t\n")
-    with pytest.warns(DataWarning, match=r"r\.trec: skipped 3 run line\(s\) .*2 with an unknown query, 1 with an unknown document"):
+    with pytest.warns(DataWarning) as caught:
         run = read_trec_run(f, known_queries={"q1": "text"}, known_docs={"d1", "d2"})
-    assert run == {"q1": {"d1": 3.0, "d2": 1.0}}
+    assert run == {"q1": {"d1": 3.0, "dX": 2.0, "d2": 1.0}}  # dX keeps its place (evaluated as given)
+    messages = [str(w.message) for w in caught]
+    assert any(re.search(r"r\.trec: skipped 2 run line\(s\) naming queries not in the topics", m) for m in messages)
+    assert any(re.search(r"r\.trec: 1 ranked document\(s\) of 1 query\(ies\) are not in the corpus \(1 distinct, "
+                         r"e\.g\. 'dX'\); kept in their places", m) for m in messages)
+    with pytest.warns(DataWarning, match=r"skipped: the documents below them moved up"):
+        assert read_trec_run(f, known_queries={"q1"}, known_docs={"d1", "d2"}, unknown_docs="skip") == {
+            "q1": {"d1": 3.0, "d2": 1.0}}
 
 
 @needs_data("trec-dl-2019-passage")

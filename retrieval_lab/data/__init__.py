@@ -17,7 +17,12 @@
 Fields read from ``cfg`` (any object with attributes: a dataclass or an OmegaConf DictConfig; missing
 optional fields default): ``name``, ``loader``, ``path``, ``local_dir``, ``ir_datasets_id``,
 ``ir_datasets_splits``, ``rel_threshold`` (1), ``splits`` (default: all the collection has), ``unknown_docs``
-("keep": judgments of documents outside the corpus are kept, see `read_qrels`).
+("keep": judgments of documents outside the corpus are kept, see `read_qrels`), ``max_unknown_query_share``
+(0.05: above this share of judged queries missing from the topics, loading stops).
+
+A BEIR-layout folder (``beir``, ``embedded``) may hold a ``collection.yaml`` with its own ``name``,
+``rel_threshold`` and ``default_run`` (see `retrieval_lab.data.beir`). Its ``rel_threshold`` is used unless the
+config sets one other than the default 1 (to evaluate such a folder at 1, set ``eval.rel_threshold=1``).
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from retrieval_lab.data.collection import Collection, Corpus, Doc
 from retrieval_lab.data.errors import DATA_HINT, CollectionError, DataWarning
 from retrieval_lab.data.irds import load_ir_datasets
 from retrieval_lab.data.runs import Run, cut, ranked, read_trec_run, write_trec_run
-from retrieval_lab.data.trec import load_trec, read_qrels, read_topics
+from retrieval_lab.data.trec import MAX_UNKNOWN_QUERY_SHARE, load_trec, read_qrels, read_topics
 
 __all__ = [
     "Doc", "Corpus", "Collection", "CollectionError", "DataWarning", "Run",
@@ -54,9 +59,9 @@ def data_root() -> Path | None:
 def load_collection(cfg: Any) -> Collection:
     """Load the collection ``cfg`` describes (see the module docstring for the fields)."""
     name = _get(cfg, "name")
-    if not name:
-        raise CollectionError("dataset config has no `name`")
     loader = _get(cfg, "loader", "beir")
+    if not name and not (loader in ("beir", "ir_datasets") and _get(cfg, "path")):  # a folder names itself
+        raise CollectionError("dataset config has no `name` (set dataset.name)")
     try:
         load = LOADERS[loader]
     except KeyError:
@@ -73,8 +78,8 @@ def _load_embedded(cfg: Any) -> Collection:
     if not folder.is_dir():
         available = sorted(p.name for p in EMBEDDED_ROOT.iterdir() if p.is_dir()) if EMBEDDED_ROOT.is_dir() else []
         raise CollectionError(f"no embedded collection {name!r}: {folder} not found (embedded: {available})")
-    return load_beir(folder, name=name, splits=_splits(cfg), rel_threshold=_get(cfg, "rel_threshold", 1),
-                     unknown_docs=_get(cfg, "unknown_docs", "keep"))
+    return load_beir(folder, name=name, splits=_splits(cfg), rel_threshold=_folder_threshold(cfg),
+                     unknown_docs=_get(cfg, "unknown_docs", "keep"), max_unknown_query_share=_max_share(cfg))
 
 
 def _load_local_or_ir_datasets(cfg: Any) -> Collection:
@@ -82,10 +87,13 @@ def _load_local_or_ir_datasets(cfg: Any) -> Collection:
     name = _get(cfg, "name")
     rel_threshold = _get(cfg, "rel_threshold", 1)
     unknown_docs = _get(cfg, "unknown_docs", "keep")
+    max_share = _max_share(cfg)
     splits = _splits(cfg)
     path = _get(cfg, "path")
+    beir_options = dict(name=name, splits=splits, rel_threshold=_folder_threshold(cfg), unknown_docs=unknown_docs,
+                        max_unknown_query_share=max_share)
     if path:  # an explicit folder must exist: no silent fallback
-        return load_beir(path, name=name, splits=splits, rel_threshold=rel_threshold, unknown_docs=unknown_docs)
+        return load_beir(path, **beir_options)
 
     local_dir = _get(cfg, "local_dir")
     folder = None
@@ -94,7 +102,7 @@ def _load_local_or_ir_datasets(cfg: Any) -> Collection:
         root = data_root()
         folder = local if local.is_absolute() else (root / local if root is not None else None)
         if folder is not None and folder.is_dir():
-            return load_beir(folder, name=name, splits=splits, rel_threshold=rel_threshold, unknown_docs=unknown_docs)
+            return load_beir(folder, **beir_options)
 
     ir_splits = _plain(_get(cfg, "ir_datasets_splits"))
     ir_id = _get(cfg, "ir_datasets_id")
@@ -162,6 +170,7 @@ def _load_trec_files(cfg: Any) -> Collection:
         resolve(corpus), resolve(topics), qrels, name=name, split=split,
         rel_threshold=_get(cfg, "rel_threshold", 1), topic_field=_get(cfg, "topic_field", "title"),
         runs={k: resolve(v) for k, v in runs.items()}, unknown_docs=_get(cfg, "unknown_docs", "keep"),
+        max_unknown_query_share=_max_share(cfg),
     )
 
 
@@ -185,7 +194,25 @@ def _get(cfg: Any, key: str, default: Any = None) -> Any:
             value = getattr(cfg, key)
         except AttributeError:  # includes OmegaConf's ConfigAttributeError in struct mode
             value = default
+        except Exception as e:  # a mandatory value left unset (`???`) reads as absent
+            if type(e).__name__ != "MissingMandatoryValue":
+                raise
+            value = default
     return default if value is None else value
+
+
+def _folder_threshold(cfg: Any) -> int | None:
+    """The config's relevance threshold for a folder loader: None (the folder's collection.yaml, else 1) when it is
+    the schema default 1."""
+    value = _get(cfg, "rel_threshold", 1)
+    return None if value == 1 else value
+
+
+def _max_share(cfg: Any) -> float:
+    value = _get(cfg, "max_unknown_query_share", MAX_UNKNOWN_QUERY_SHARE)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise CollectionError(f"dataset.max_unknown_query_share must be a number in [0, 1], got {value!r}")
+    return float(value)
 
 
 def _plain(value: Any) -> Any:

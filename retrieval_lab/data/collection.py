@@ -39,12 +39,13 @@ class Corpus:
     they read; a corpus built from an iterable of `Doc` hashes the documents themselves.
     """
 
-    __slots__ = ("_ids", "_docs", "fingerprint", "source")
+    __slots__ = ("_ids", "_docs", "fingerprint", "source", "_empty")
 
     def __init__(self, docs: Iterable[Doc], fingerprint: str | None = None, source: str | None = None):
         hasher = hashlib.sha256() if fingerprint is None else None
         ids: list[str] = []
         table: dict[str, Doc] = {}
+        empty: list[str] = []
         for doc in docs:
             if not isinstance(doc, Doc):
                 raise TypeError(f"Corpus takes Doc objects, got {type(doc).__name__}")
@@ -53,11 +54,14 @@ class Corpus:
                 raise CollectionError(f"duplicate document id {doc.id!r}{where}")
             table[doc.id] = doc
             ids.append(doc.id)
+            if not (doc.text.strip() or doc.title.strip()):
+                empty.append(doc.id)
             if hasher is not None:
                 hasher.update(json.dumps([doc.id, doc.title, doc.text], ensure_ascii=False).encode("utf-8"))
                 hasher.update(b"\n")
         self._ids = ids
         self._docs = table
+        self._empty = empty
         self.fingerprint: str = fingerprint if fingerprint is not None else hasher.hexdigest()
         self.source = source
 
@@ -150,6 +154,10 @@ class Corpus:
         """Document ids in file order (a copy)."""
         return list(self._ids)
 
+    def empty_ids(self) -> list[str]:
+        """Ids of the documents with neither title nor text (blank), in file order."""
+        return list(self._empty)
+
     def __repr__(self) -> str:
         src = f", source={self.source!r}" if self.source else ""
         return f"Corpus({len(self)} docs, fingerprint={self.fingerprint[:16]!r}{src})"
@@ -163,6 +171,11 @@ class Collection:
     be missing from the corpus when the corpus is a pool (e.g. the TREC DL 2019 top-100 subset): those
     judgments are kept because metrics (nDCG's ideal ranking, recall) need them. Check ``docid in corpus``
     before looking a judged document up.
+
+    A judged query whose text is blank is left out of `topics` (no retriever ranks it: it gets an empty run
+    and scores 0 on every metric, as a judged query missing from a run does); loading warns naming such
+    queries, and blank documents. ``default_run`` names the bundled run (a key of ``runs``) that
+    ``retriever=run`` uses when ``dataset.default_run`` is not set (a folder's ``collection.yaml``).
     """
 
     name: str
@@ -172,6 +185,7 @@ class Collection:
     rel_threshold: int = 1
     runs: dict[str, str] = field(default_factory=dict)
     fingerprint: str = ""
+    default_run: str | None = None
 
     def __post_init__(self) -> None:
         for split, judged in self.qrels.items():
@@ -181,8 +195,37 @@ class Collection:
                     f"collection {self.name!r}, split {split!r}: {len(missing)} judged queries have no text "
                     f"(e.g. {missing[:3]})"
                 )
+        if self.default_run is not None and self.default_run not in self.runs:
+            raise CollectionError(
+                f"collection {self.name!r}: default run {self.default_run!r} is not one of its runs "
+                f"({sorted(self.runs)})"
+            )
         if not self.fingerprint:
             self.fingerprint = _content_fingerprint(self)
+        self._warn_blank()
+
+    def _warn_blank(self) -> None:
+        """One `DataWarning` naming the blank documents, one naming the judged queries with a blank text."""
+        where = f" ({self.corpus.source})" if getattr(self.corpus, "source", None) else ""
+        empty_docs = self.corpus.empty_ids() if hasattr(self.corpus, "empty_ids") else []
+        if empty_docs:
+            warnings.warn(
+                f"collection {self.name!r}: {len(empty_docs)} document(s) have no text and no title{where}: "
+                f"{_examples(empty_docs)}; they are indexed as empty (a retriever ranks them last or by chance); "
+                "fix or drop them in the corpus file",
+                DataWarning,
+                stacklevel=4,
+            )
+        for split, judged in self.qrels.items():
+            blank = [qid for qid in judged if not self.queries[qid].strip()]
+            if blank:
+                warnings.warn(
+                    f"collection {self.name!r}, split {split!r}: {len(blank)} judged query(ies) have an empty text: "
+                    f"{_examples(blank)}; they are not retrieved for (an empty run), so they score 0 on every metric "
+                    "and count in the means; give them a text in the queries/topics file",
+                    DataWarning,
+                    stacklevel=4,
+                )
 
     @property
     def splits(self) -> list[str]:
@@ -190,11 +233,18 @@ class Collection:
         return list(self.qrels)
 
     def topics(self, split: str) -> dict[str, str]:
-        """qid -> text for the queries judged in ``split`` (in qrels order)."""
+        """qid -> text for the queries judged in ``split`` (in qrels order), except those with a blank text (see
+        `empty_queries`): retrievers rank only these, so a blank query gets no (arbitrary) ranking."""
         if split not in self.qrels:
             raise KeyError(f"collection {self.name!r} has no split {split!r}; splits: {self.splits}")
         queries = self.queries
-        return {qid: queries[qid] for qid in self.qrels[split]}
+        return {qid: queries[qid] for qid in self.qrels[split] if queries[qid].strip()}
+
+    def empty_queries(self, split: str) -> list[str]:
+        """Judged queries of ``split`` whose text is blank (left out of `topics`; they score 0)."""
+        if split not in self.qrels:
+            raise KeyError(f"collection {self.name!r} has no split {split!r}; splits: {self.splits}")
+        return [qid for qid in self.qrels[split] if not self.queries[qid].strip()]
 
     def __repr__(self) -> str:
         splits = ", ".join(f"{s}: {len(q)} queries" for s, q in self.qrels.items())
@@ -261,6 +311,13 @@ def warn_skipped(path: Path | str, what: str, unknown_queries: int, unknown_docs
         DataWarning,
         stacklevel=3,
     )
+
+
+def _examples(ids, n: int = 10) -> str:
+    """``'a', 'b', ... (and 12 more)``: the first ``n`` ids of a list, for messages."""
+    ids = list(ids)
+    shown = ", ".join(repr(i) for i in ids[:n])
+    return shown + (f" (and {len(ids) - n} more)" if len(ids) > n else "")
 
 
 def _first_key(record: Mapping, keys: tuple[str, ...]):

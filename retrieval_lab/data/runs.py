@@ -11,11 +11,12 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+import warnings
 from collections.abc import Container, Mapping
 from pathlib import Path
 
-from retrieval_lab.data.collection import iter_lines, require_file, warn_skipped
-from retrieval_lab.data.errors import CollectionError
+from retrieval_lab.data.collection import iter_lines, require_file
+from retrieval_lab.data.errors import CollectionError, DataWarning
 
 __all__ = ["Run", "read_trec_run", "write_trec_run", "cut", "cut_depth", "ranked"]
 
@@ -26,18 +27,28 @@ def read_trec_run(
     path: str | os.PathLike,
     known_queries: Container[str] | None = None,
     known_docs: Container[str] | None = None,
+    unknown_docs: str = "keep",
 ) -> Run:
     """Read a TREC run file.
 
-    Lines naming a query not in ``known_queries`` or a document not in ``known_docs`` (when given; any
-    container: a dict of topics, a `Corpus`, a set) are skipped and counted in one `DataWarning`.
+    Lines naming a query not in ``known_queries`` (when given; any container: a dict of topics, a set) are
+    skipped and counted in a `DataWarning`. Documents not in ``known_docs`` (a `Corpus`, a set) are kept in
+    their places by default (``unknown_docs="keep"``): a ranking is evaluated as given, and such a document
+    counts as non-relevant unless judged; dropping it would move the documents below it up and inflate
+    the scores. They are counted in a `DataWarning` with examples; ``unknown_docs="skip"`` drops them instead.
+    A run none of whose documents is in ``known_docs`` is a `CollectionError` (the wrong corpus or run).
     A malformed line (not 6 columns, a non-numeric rank or score) or a repeated (qid, docid) pair raises
     `CollectionError` naming the file and line.
     """
+    if unknown_docs not in ("keep", "skip"):
+        raise ValueError(f"unknown_docs must be 'keep' or 'skip', got {unknown_docs!r}")
     path = Path(path)
     require_file(path, "run file")
     run: Run = {}
-    unknown_q = unknown_d = 0
+    unknown_q = 0
+    unknown_d: dict[str, int] = {}  # unknown document -> lines
+    unknown_d_queries: set[str] = set()
+    n_docs = 0
     for lineno, line in iter_lines(path):
         fields = line.split()
         if not fields:
@@ -59,16 +70,40 @@ def read_trec_run(
         if known_queries is not None and qid not in known_queries:
             unknown_q += 1
             continue
+        n_docs += 1
         if known_docs is not None and docid not in known_docs:
-            unknown_d += 1
-            continue
+            unknown_d[docid] = unknown_d.get(docid, 0) + 1
+            unknown_d_queries.add(qid)
+            if unknown_docs == "skip":
+                continue
         docs = run.setdefault(qid, {})
         if docid in docs:
             raise CollectionError(f"{path}:{lineno}: document {docid!r} appears twice for query {qid!r}")
         docs[docid] = value
-    if unknown_q or unknown_d:
-        warn_skipped(path, "run", unknown_q, unknown_d, unknown_q + unknown_d)
+    n_unknown_d = sum(unknown_d.values())
+    if known_docs is not None and n_docs and n_unknown_d == n_docs:
+        raise CollectionError(
+            f"{path}: none of its {n_docs} ranked documents is in the corpus (e.g. {_examples(unknown_d)}): "
+            "the run is for another collection, or its document ids are written differently"
+        )
+    if unknown_q:
+        warnings.warn(f"{path}: skipped {unknown_q} run line(s) naming queries not in the topics", DataWarning,
+                      stacklevel=2)
+    if n_unknown_d:
+        action = ("kept in their places: they count as non-relevant unless judged" if unknown_docs == "keep"
+                  else "skipped: the documents below them moved up")
+        warnings.warn(
+            f"{path}: {n_unknown_d} ranked document(s) of {len(unknown_d_queries)} query(ies) are not in the corpus "
+            f"({len(unknown_d)} distinct, e.g. {_examples(unknown_d)}); {action}",
+            DataWarning,
+            stacklevel=2,
+        )
     return run
+
+
+def _examples(ids, n: int = 5) -> str:
+    ids = list(ids)
+    return ", ".join(repr(i) for i in ids[:n]) + (f" and {len(ids) - n} more" if len(ids) > n else "")
 
 
 def ranked(scores: Mapping[str, float]) -> list[tuple[str, float]]:

@@ -11,6 +11,8 @@ Conventions (checked against pytrec_eval, where it has the metric, in ``tests/te
   Do not write ``ndcg@10-l2``: ranx then drops the grade-1 documents from the gains *and* the ideal ranking,
   which is not trec_eval's nDCG (0.4252 instead of 0.5058 on DL19 BM25); an explicit ``-lN`` is passed as is.
   ``bpref`` is refused: ranx 0.3.21 gets it silently wrong as soon as one query has no relevant document.
+- **Graded qrels at threshold 1**: a `DataWarning` notice says so when a binary metric is asked for (the
+  convention of a collection such as TREC DL is 2; `dataset.rel_threshold` or a folder's ``collection.yaml``).
 - **Queries**: the evaluated queries are those of ``qrels`` with at least one judgment. A query judged but
   missing from the run (or with an empty ranking) scores 0 on every metric and counts in the mean, as with
   ``trec_eval -c``; queries in the run but not in the qrels are ignored. A judged query with no relevant
@@ -179,6 +181,7 @@ def evaluate(
     judged = {str(q): {str(d): int(g) for d, g in docs.items()} for q, docs in qrels.items() if docs}
     if not judged:
         raise ValueError("qrels hold no judgments")
+    _notice_graded_at_threshold_1(judged, parsed, rel_threshold)
     ranked = {q: _ranking_for_ranx(run.get(q), q) for q in judged}
 
     if any(ranked.values()):
@@ -191,6 +194,29 @@ def evaluate(
     per_query = {p.name: {q: float(v) for q, v in zip(order, arrays[p.ranx_name])} for p in parsed}
     aggregate = {p.name: float(np.mean(arrays[p.ranx_name])) for p in parsed}
     return EvalResult(aggregate, per_query, rel_threshold, metrics)
+
+
+def _notice_graded_at_threshold_1(judged: dict, parsed: list[_Metric], rel_threshold: int) -> None:
+    """A `DataWarning` when graded qrels (a grade above 1) are evaluated with binary metrics at threshold 1: every
+    grade >= 1 then counts as relevant, which is not the convention of collections such as TREC DL (2)."""
+    if rel_threshold != 1:
+        return
+    binary = [p.name for p in parsed if p.base in BINARY_METRICS and p.ranx_name != p.name]
+    if not binary:
+        return
+    top = max((g for docs in judged.values() for g in docs.values()), default=0)
+    if top <= 1:
+        return
+    from retrieval_lab.data.errors import DataWarning
+
+    warnings.warn(
+        f"notice: the qrels are graded (grades up to {top}) and the binary metrics ({', '.join(binary)}) count every "
+        f"grade >= 1 as relevant (relevance threshold 1). If the collection's convention is higher (TREC DL: 2), "
+        "set dataset.rel_threshold (or eval.rel_threshold), or rel_threshold in the collection folder's "
+        "collection.yaml; nDCG uses the grades either way",
+        DataWarning,
+        stacklevel=3,
+    )
 
 
 def _ranx_evaluate(qrels: dict, run: dict, ranx_names: list[str]) -> tuple[dict[str, np.ndarray], list[str]]:
