@@ -4,6 +4,12 @@ A stage's artifact (index, encoded corpus, run, checkpoint) lives under ``cache_
 where the key is `fingerprint(...)` of everything it depends on: the relevant config AND the content of its
 inputs (``collection.fingerprint``, `file_digest` of an upstream file). Artifacts are written with
 `atomic_dir`, so a half-built one is never mistaken for a finished one (`is_complete`).
+
+Housekeeping: a build's temporary folder holds ``_WRITER`` (the writing process's pid and host), so a folder
+left by a killed build is recognised and removed (`clean_stale_tmp`, run whenever `atomic_dir` writes into a kind's
+folder) while one another live process is still writing is kept. `is_complete` finding an artifact touches its
+folder, so a folder's mtime is when it was last used: ``python -m retrieval_lab.cache_cli`` lists the cache and
+prunes it by age or size, least recently used first.
 """
 
 from __future__ import annotations
@@ -14,20 +20,32 @@ import enum
 import hashlib
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path, PurePath
 
 __all__ = ["fingerprint", "file_digest", "model_fingerprint", "run_digest", "atomic_dir", "is_complete", "cache_root",
-           "write_text_atomic", "COMPLETE_MARKER", "KEY_VERSION"]
+           "write_text_atomic", "clean_stale_tmp", "is_tmp", "tmp_is_stale", "COMPLETE_MARKER", "KEY_VERSION",
+           "STALE_TMP_AGE_S"]
 
 #: bumped whenever what a cached artifact holds changes meaning (a trained model's key includes it), so a new
 #: version of the code never reuses an old artifact built under other rules
 KEY_VERSION = 2
 
 COMPLETE_MARKER = "_COMPLETE"
+WRITER_FILE = "_WRITER"  # inside a temporary build folder: {"pid", "host", "started"} of the process writing it
+#: a temporary folder younger than this is never removed (its writer may not have written WRITER_FILE yet)
+STALE_TMP_AGE_S = 3600.0
+#: one written by another host (whose processes cannot be checked from here) is removed after this long
+FOREIGN_TMP_AGE_S = 7 * 86400.0
 _CHUNK = 1 << 20
+#: the name `atomic_dir` gives its temporary folder (``tempfile.mkdtemp``: 8 random characters); `clean_stale_tmp`
+#: removes nothing else, so another program's ``.tmp`` files in a folder we write into are never touched
+_ATOMIC_TMP = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
 
 
 def cache_root() -> Path:
@@ -144,8 +162,82 @@ def run_digest(run: Mapping[str, Mapping[str, float]]) -> str:
 
 
 def is_complete(path: str | os.PathLike) -> bool:
-    """True when ``path`` is a directory finished by `atomic_dir` (it holds the completion marker)."""
-    return (Path(path) / COMPLETE_MARKER).is_file()
+    """True when ``path`` is a directory finished by `atomic_dir` (it holds the completion marker).
+
+    A complete folder found here is about to be used: its mtime is set to now (the folder only, never a file in
+    it), so ``cache_cli prune`` removes the least recently used first. A read-only cache is left as it is."""
+    path = Path(path)
+    if not (path / COMPLETE_MARKER).is_file():
+        return False
+    with contextlib.suppress(OSError):
+        os.utime(path)
+    return True
+
+
+def is_tmp(path: str | os.PathLike) -> bool:
+    """A temporary sibling written by `atomic_dir` or `write_text_atomic` (``.<name>.<random>.tmp``)."""
+    name = Path(path).name
+    return name.startswith(".") and name.endswith(".tmp")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    except (OSError, ValueError, OverflowError):
+        return False
+    return True
+
+
+def tmp_is_stale(path: str | os.PathLike, min_age_s: float = STALE_TMP_AGE_S, now: float | None = None) -> bool:
+    """True for a temporary folder (or file) no live process is writing: older than ``min_age_s`` AND its writer
+    (``_WRITER``: pid on this host) has exited; one without a writer record (a file, or a folder from an older
+    version or killed before recording it) once older than ``min_age_s``; another host's after
+    ``FOREIGN_TMP_AGE_S`` (its processes cannot be checked from here)."""
+    path = Path(path)
+    now = time.time() if now is None else now
+    try:
+        age = now - path.lstat().st_mtime
+    except OSError:
+        return False
+    if age < min_age_s:
+        return False
+    if not path.is_dir():
+        return True
+    try:
+        writer = json.loads((path / WRITER_FILE).read_text(encoding="utf-8"))
+        pid, host = int(writer["pid"]), str(writer["host"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return True
+    if host != socket.gethostname():
+        return age >= max(min_age_s, FOREIGN_TMP_AGE_S)
+    return not _pid_alive(pid)
+
+
+def clean_stale_tmp(folder: str | os.PathLike, min_age_s: float = STALE_TMP_AGE_S) -> list[Path]:
+    """Remove the stale (`tmp_is_stale`) temporary folders of `atomic_dir` directly under ``folder`` (a cache kind's
+    folder, where `atomic_dir` builds); return what was removed. Only folders named as `atomic_dir` names them;
+    temporary files are left to ``cache_cli prune``. Never raises: housekeeping must not fail a run."""
+    removed: list[Path] = []
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return removed
+    now = time.time()
+    for entry in entries:
+        if not _ATOMIC_TMP.match(entry.name) or not entry.is_dir() or entry.is_symlink():
+            continue
+        if not tmp_is_stale(entry, min_age_s, now):
+            continue
+        try:
+            shutil.rmtree(entry)
+            removed.append(entry)
+        except OSError:  # another process removed it first, or no permission: leave it
+            continue
+    return removed
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
@@ -174,9 +266,13 @@ def atomic_dir(final_path: str | os.PathLike) -> Iterator[Path]:
     """
     final = Path(final_path)
     final.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_tmp(final.parent)  # builds killed earlier (their writer is gone) leave nothing behind for long
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
     try:
+        writer = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
+        (tmp / WRITER_FILE).write_text(json.dumps(writer), encoding="utf-8")
         yield tmp
+        (tmp / WRITER_FILE).unlink(missing_ok=True)  # the published folder holds only what the caller wrote
         (tmp / COMPLETE_MARKER).write_text("complete\n", encoding="utf-8")
         if final.exists() or final.is_symlink():
             if is_complete(final):

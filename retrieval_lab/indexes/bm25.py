@@ -40,10 +40,10 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import gzip
 import json
 import math
 import os
-import pickle
 from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import version as _pkg_version
 from pathlib import Path
@@ -58,7 +58,12 @@ BACKENDS = ("bm25s", "rank_bm25")
 BM25S_METHODS = ("lucene", "robertson", "atire", "bm25l", "bm25+")
 BM25S_KERNELS = ("auto", "numba", "numpy")
 FORMAT = "retrieval_lab.bm25"
-FORMAT_VERSION = 1
+#: 2: rank_bm25's state as JSON (``rank_bm25.json.gz``); 1 pickled it (never loaded: unpickling can run code).
+#: bm25s indexes are the same in both (bm25s's own ``save``: JSON and ``.npy`` arrays, read without pickle).
+FORMAT_VERSION = 2
+_RANK_BM25_FILE = "rank_bm25.json.gz"
+#: the attributes of a built ``LuceneBM25Okapi`` (what ``get_scores`` reads), stored as JSON and set back on load
+_RANK_BM25_STATE = ("k1", "b", "epsilon", "corpus_size", "avgdl", "average_idf", "doc_len", "idf", "doc_freqs")
 
 # Progress bars: ours appear only once a loop has run this long (tqdm's `delay`), so short calls stay quiet;
 # bm25s's own bars (no delay) only for corpora of at least _BM25S_BARS_MIN documents.
@@ -157,6 +162,28 @@ class LuceneBM25Okapi(rank_bm25.BM25Okapi):
     def get_scores(self, query):
         return super().get_scores(query) / (self.k1 + 1.0)
 
+    def to_state(self) -> dict:
+        """Everything scoring reads, as JSON-able values (floats round-trip exactly through JSON)."""
+        return {name: getattr(self, name) for name in _RANK_BM25_STATE}
+
+    @classmethod
+    def from_state(cls, state: dict, source: str = "state") -> LuceneBM25Okapi:
+        """The index `to_state` described, without re-indexing; checks shapes and types, executes nothing."""
+        missing = [name for name in _RANK_BM25_STATE if name not in state]
+        if missing:
+            raise ValueError(f"{source}: a rank_bm25 index without {missing}: rebuild it")
+        n = state["corpus_size"]
+        if not (isinstance(n, int) and isinstance(state["doc_len"], list) and isinstance(state["doc_freqs"], list)
+                and len(state["doc_len"]) == len(state["doc_freqs"]) == n and isinstance(state["idf"], dict)
+                and all(isinstance(d, dict) for d in state["doc_freqs"])):
+            raise ValueError(f"{source}: a malformed rank_bm25 index (corpus_size, doc_len, doc_freqs and idf "
+                             "disagree): delete it and rebuild")
+        engine = cls.__new__(cls)
+        for name in _RANK_BM25_STATE:
+            setattr(engine, name, state[name])
+        engine.tokenizer = None
+        return engine
+
 
 class BM25Index:
     """A BM25 index over ``(doc_id, text)`` pairs; see the module docstring for the formula and the backends.
@@ -232,6 +259,8 @@ class BM25Index:
             "b": self.b,
             "method": self.method,
             **self.tokenizer.settings(),
+            # rank_bm25's storage changed (format 2, JSON): a new key, so a pickled v1 folder is never opened
+            **({"storage": "json"} if self.backend == "rank_bm25" else {}),
         }
 
     @property
@@ -250,11 +279,11 @@ class BM25Index:
         )
 
     def nbytes(self) -> int:
-        """Bytes of the scoring structures: bm25s's sparse (term, doc) score matrix; rank_bm25's pickled state."""
+        """Bytes of the scoring structures: bm25s's sparse (term, doc) score matrix; rank_bm25's state as JSON."""
         self._check_built()
         if self.backend == "bm25s":
             return int(sum(v.nbytes for v in self._engine.scores.values() if isinstance(v, np.ndarray)))
-        return len(pickle.dumps(self._engine, protocol=pickle.HIGHEST_PROTOCOL))
+        return len(json.dumps(self._engine.to_state(), ensure_ascii=False).encode("utf-8"))
 
     def _check_built(self):
         if self._engine is None:
@@ -380,7 +409,8 @@ class BM25Index:
 
         Not atomic by itself: to publish under a final name, save into ``retrieval_lab.cache.atomic_dir``.
         Layout: ``meta.json`` (format, settings, speed options), ``doc_ids.json``, and ``bm25s/`` (bm25s's own
-        ``save``) or ``rank_bm25.pkl`` (a pickle of the rank_bm25 object).
+        ``save``) or ``rank_bm25.json.gz`` (the rank_bm25 object's state as gzipped JSON: document lengths, term
+        frequencies per document, idf). Nothing is pickled: loading a cache folder someone else wrote runs no code.
         """
         self._check_built()
         path = Path(path)
@@ -388,8 +418,8 @@ class BM25Index:
         if self.backend == "bm25s":
             self._engine.save(path / "bm25s", show_progress=False)
         else:
-            with open(path / "rank_bm25.pkl", "wb") as f:
-                pickle.dump(self._engine, f, protocol=pickle.HIGHEST_PROTOCOL)
+            with gzip.open(path / _RANK_BM25_FILE, "wt", encoding="utf-8", compresslevel=6) as f:
+                json.dump(self._engine.to_state(), f, ensure_ascii=False, separators=(",", ":"))
         with open(path / "doc_ids.json", "w", encoding="utf-8") as f:
             json.dump(self._doc_ids, f, ensure_ascii=False)
         meta = {
@@ -410,7 +440,11 @@ class BM25Index:
         if not meta_path.is_file():
             raise FileNotFoundError(f"no BM25 index at {path} (missing meta.json)")
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
+        if meta.get("format") == FORMAT and meta.get("format_version") == 1:
+            if meta.get("settings", {}).get("backend") == "rank_bm25":  # bm25s's v1 layout is v2's
+                raise ValueError(f"{path}: a rank_bm25 index stored with pickle (format v1) is not loaded: unpickling "
+                                 "a file can run code; delete this folder, the index is rebuilt on the next run")
+        elif meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
             raise ValueError(
                 f"{path}: expected a {FORMAT} v{FORMAT_VERSION} index, found {meta.get('format')!r} "
                 f"v{meta.get('format_version')!r}"
@@ -428,8 +462,8 @@ class BM25Index:
 
             index._attach_bm25s(bm25s.BM25.load(path / "bm25s", show_progress=False))
         else:
-            with open(path / "rank_bm25.pkl", "rb") as f:
-                index._engine = pickle.load(f)
+            with gzip.open(path / _RANK_BM25_FILE, "rt", encoding="utf-8") as f:
+                index._engine = LuceneBM25Okapi.from_state(json.load(f), source=str(path / _RANK_BM25_FILE))
         index._set_doc_ids(json.loads((path / "doc_ids.json").read_text(encoding="utf-8")))
         if index.num_docs != meta["num_docs"]:
             raise ValueError(f"{path}: doc_ids.json has {index.num_docs} ids, meta.json says {meta['num_docs']}")
