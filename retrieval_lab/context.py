@@ -26,6 +26,11 @@ class StageContext:
         self.indexes[id(stage)] = {"index": kind, "index_cache": "hit" if hit else "built", "index_bytes": int(nbytes),
                                "index_bytes_per_doc": round(nbytes / max(docs, 1), 1)}
 
+    def __post_init__(self) -> None:
+        from retrieval_lab.hardware import resolve_precision
+
+        resolve_precision(self.cfg.hardware)  # "auto" -> what this machine runs natively (no-op once resolved)
+
     @property
     def hardware(self) -> DictConfig:
         return self.cfg.hardware
