@@ -458,3 +458,74 @@ def test_attention_dropout_on_t5_leaves_residual_dropout_alone():
         set_attention_dropout(model, 1.0)
     with pytest.raises(BackboneError, match="no attention module"):
         set_attention_dropout(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.1)), 0.0)
+
+
+# -- checkpoints of the wrong kind, not saved by this project (recognised from config.json) -----------------
+
+
+def _save_classifier(folder: Path, num_labels: int = 1) -> Path:
+    """A BertForSequenceClassification (a Hub cross-encoder, e.g. ms-marco-MiniLM) built from tiny-bert's config."""
+    from transformers import AutoConfig, AutoTokenizer, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    config = AutoConfig.from_pretrained(TINY_BERT, num_labels=num_labels)
+    BertForSequenceClassification(config).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(TINY_BERT).save_pretrained(folder)
+    return folder
+
+
+def test_classifier_checkpoint_is_not_a_retriever(tmp_path):
+    folder = _save_classifier(tmp_path / "ms-marco-tiny")
+    with pytest.raises(BackboneError, match=r"ms-marco-tiny' is a BertForSequenceClassification \(a trained classifier "
+                                            r"head, 1 label\(s\), model_type 'bert'\): as a retriever .* ignore the "
+                                            r"head.*reranker=cross_encoder reranker\.model=.*ms-marco-tiny.*"
+                                            r"plain encoder"):
+        BiEncoder.from_pretrained(folder)
+    from retrieval_lab.models.registry import load_family
+
+    with pytest.raises(BackboneError, match="is a BertForSequenceClassification"):
+        load_family(folder, "retriever", family="biencoder")
+    with pytest.raises(BackboneError, match="is a BertForSequenceClassification"):
+        load_family(folder, "reranker", family="biencoder")  # reranker=biencoder embeds too
+    # the same folder is a cross-encoder with its trained head kept
+    from transformers import BertForSequenceClassification
+
+    ce = CrossEncoder.from_pretrained(folder).eval()
+    ref = BertForSequenceClassification.from_pretrained(folder).eval()
+    assert torch.equal(ce.model.classifier.weight, ref.classifier.weight)
+
+
+def test_t5_is_not_a_cross_encoder(tmp_path):
+    with pytest.raises(BackboneError, match=r"tiny-t5' is a T5ForConditionalGeneration \(an encoder-decoder, "
+                                            r"model_type 't5'\): as a cross-encoder .*untrained classification "
+                                            r"head.*monoT5.*reranker\.model an encoder.*retriever=biencoder"):
+        CrossEncoder.from_pretrained(TINY_T5)
+    from transformers import AutoTokenizer, T5EncoderModel
+
+    T5EncoderModel.from_pretrained(TINY_T5).save_pretrained(tmp_path / "t5-encoder")  # is_encoder_decoder: false
+    AutoTokenizer.from_pretrained(TINY_T5).save_pretrained(tmp_path / "t5-encoder")
+    with pytest.raises(BackboneError, match=r"t5-encoder' is a T5EncoderModel \(an encoder-decoder, model_type 't5'\)"
+                                            r".*a decoder with random weights"):
+        CrossEncoder.from_pretrained(tmp_path / "t5-encoder")
+    # a T5 with a trained sequence-classification head is a reranker checkpoint: loaded, head kept; not a retriever
+    from transformers import AutoConfig, T5ForSequenceClassification
+
+    T5ForSequenceClassification(AutoConfig.from_pretrained(TINY_T5, num_labels=1)).save_pretrained(tmp_path / "t5-cls")
+    AutoTokenizer.from_pretrained(TINY_T5).save_pretrained(tmp_path / "t5-cls")
+    assert CrossEncoder.from_pretrained(tmp_path / "t5-cls").num_labels == 1
+    with pytest.raises(BackboneError, match=r"t5-cls' is a T5ForSequenceClassification \(a trained classifier head"):
+        BiEncoder.from_pretrained(tmp_path / "t5-cls")
+    # ... and the bi-encoder still takes a T5's encoder, from either folder, with the same weights
+    a, b = BiEncoder.from_pretrained(TINY_T5).eval(), BiEncoder.from_pretrained(tmp_path / "t5-encoder").eval()
+    assert type(b.encoder).__name__ == "T5EncoderModel"
+    torch.testing.assert_close(a.encode_docs(DOCS[:2], show_progress=False),
+                               b.encode_docs(DOCS[:2], show_progress=False))
+
+
+def test_plain_backbones_still_load_as_either():
+    """A plain backbone (tiny BertModel; the shipped MiniLM sentence-transformers folder when installed) is no wrong
+    kind: it loads as a bi-encoder and as a cross-encoder (with a new head)."""
+    minilm = shipped_minilm_path()
+    for folder in [TINY_BERT] + ([str(minilm)] if minilm is not None else []):
+        assert BiEncoder.from_pretrained(folder).dim > 0
+        assert CrossEncoder.from_pretrained(folder).num_labels == 1

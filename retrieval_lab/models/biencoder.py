@@ -295,7 +295,9 @@ class BiEncoder(nn.Module):
 
         Raises :class:`~retrieval_lab.models.backbone.FamilyMismatchError` for a checkpoint of
         another family and :class:`~retrieval_lab.models.backbone.BackboneError` for a name the
-        Hub cannot serve.
+        Hub cannot serve, or for a trained sequence classifier not saved by this project (a Hub
+        cross-encoder: its config.json's ``architectures`` ends in ``ForSequenceClassification``),
+        whose head the bi-encoder would ignore. A T5 (or a saved ``T5EncoderModel``) loads its encoder.
         """
         from transformers import AutoConfig, AutoTokenizer
 
@@ -308,6 +310,7 @@ class BiEncoder(nn.Module):
         settings = {**_DEFAULTS, **saved, **overrides}
 
         config = load_pretrained(AutoConfig.from_pretrained, path)
+        _check_not_a_classifier(config, os.fspath(name_or_path))
         encoder_cls = _encoder_class(config, path)
         encoder = load_pretrained(encoder_cls.from_pretrained, path, dtype=torch.float32)
         tokenizer = load_pretrained(AutoTokenizer.from_pretrained, path)
@@ -325,12 +328,32 @@ def _accepted_inputs(encoder: nn.Module) -> frozenset[str]:
     return frozenset(k for k in ("input_ids", "attention_mask", "token_type_ids") if k in params)
 
 
+def _check_not_a_classifier(config: Any, name: str) -> None:
+    """Stop on a checkpoint that was not saved by this project and is not an encoder to embed with: a trained
+    sequence classifier (a cross-encoder from the Hub, e.g. cross-encoder/ms-marco-MiniLM-L-6-v2), recognised from
+    its config.json ``architectures``. A plain backbone (``BertModel``, ``BertForMaskedLM``, a sentence-transformers
+    folder) and a T5 (its encoder is used, see `_encoder_class`) pass."""
+    heads = [a for a in (getattr(config, "architectures", None) or []) if str(a).endswith("ForSequenceClassification")]
+    if heads:
+        labels = int(getattr(config, "num_labels", 0) or 0)
+        raise BackboneError(
+            f"{name!r} is a {heads[0]} (a trained classifier head, {labels} label(s), model_type "
+            f"{getattr(config, 'model_type', '?')!r}): as a retriever the bi-encoder would embed with its encoder and "
+            "ignore the head, so its rankings would mean nothing. Use it as a reranker "
+            f"(reranker=cross_encoder reranker.model={name}), or pass the plain encoder it was trained from "
+            "(a BertModel / sentence-transformers folder or Hub name) as retriever.model"
+        )
+
+
 def _encoder_class(config: Any, path: str) -> Any:
     import transformers
 
+    model_type = getattr(config, "model_type", "")
+    if model_type in _ENCODER_ONLY:  # a T5ForConditionalGeneration or a saved T5EncoderModel: the encoder alone
+        return getattr(transformers, _ENCODER_ONLY[model_type])
     if not getattr(config, "is_encoder_decoder", False):
         return transformers.AutoModel
-    name = _ENCODER_ONLY.get(getattr(config, "model_type", ""))
+    name = _ENCODER_ONLY.get(model_type)
     if name is None:
         raise BackboneError(
             f"{path!r} is an encoder-decoder ({config.model_type}); the bi-encoder needs an encoder "

@@ -83,6 +83,34 @@ def _float32_heads(model: nn.Module, num_labels: int) -> list[str]:
     return names
 
 
+#: model types whose checkpoints are encoder-decoders even when config.json says otherwise (a saved T5EncoderModel)
+_ENCODER_DECODER_TYPES = frozenset({"t5", "mt5", "umt5", "longt5", "bart", "mbart", "pegasus", "marian"})
+
+
+def _check_not_an_encoder_decoder(config: Any, name: str) -> None:
+    """Stop on an encoder-decoder without a trained sequence-classification head (a T5 or monoT5, a BART),
+    recognised from its config.json (``is_encoder_decoder``, ``architectures``, ``model_type``): the cross-encoder
+    would put a new, untrained head on it (and for a T5 encoder alone, a decoder it does not have), ignoring a
+    monoT5's true/false generation scoring, so its scores would mean nothing."""
+    archs = [str(a) for a in (getattr(config, "architectures", None) or [])]
+    model_type = str(getattr(config, "model_type", "") or "")
+    if not (getattr(config, "is_encoder_decoder", False) or model_type in _ENCODER_DECODER_TYPES
+            or any(a.endswith(("ForConditionalGeneration", "EncoderModel")) for a in archs)):
+        return
+    what = archs[0] if archs else f"{model_type or 'encoder-decoder'} model"
+    generation = any(a.endswith("ForConditionalGeneration") for a in archs)
+    encoder_only = any(a.endswith("EncoderModel") for a in archs)
+    raise BackboneError(
+        f"{name!r} is a {what} (an encoder-decoder, model_type {model_type!r}): as a cross-encoder it would get a new, "
+        "untrained classification head"
+        + (" and its generation head (a monoT5's 'true'/'false' scoring) would be ignored" if generation else "")
+        + (" and a decoder with random weights (the folder holds the encoder only)" if encoder_only else "")
+        + ", so its scores would mean nothing. Give reranker.model an encoder (BERT, MiniLM, ELECTRA: a plain backbone "
+        "or a *ForSequenceClassification reranker checkpoint); a T5's encoder can be a retriever "
+        f"(retriever=biencoder retriever.model={name})"
+    )
+
+
 class CrossEncoder(nn.Module):
     """monoBERT-style cross-encoder over any Hugging Face sequence-classification model."""
 
@@ -179,7 +207,9 @@ class CrossEncoder(nn.Module):
 
         Settings: defaults (``max_length=256``) < the checkpoint's ``retrieval_lab.json`` <
         ``overrides`` (``None`` means "not set"). A checkpoint of another family raises
-        :class:`~retrieval_lab.models.backbone.FamilyMismatchError`.
+        :class:`~retrieval_lab.models.backbone.FamilyMismatchError`; an encoder-decoder without a trained
+        sequence-classification head (a T5 / monoT5, a T5EncoderModel, a BART), recognised from its config.json,
+        raises :class:`~retrieval_lab.models.backbone.BackboneError` naming it.
         """
         from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
@@ -192,6 +222,8 @@ class CrossEncoder(nn.Module):
 
         config = load_pretrained(AutoConfig.from_pretrained, path)
         trained_head = any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
+        if not trained_head:
+            _check_not_an_encoder_decoder(config, os.fspath(name_or_path))
         num_labels = int(config.num_labels) if trained_head else 1
         if num_labels not in (1, 2):
             raise BackboneError(f"{path!r} is a {num_labels}-label classifier; a cross-encoder needs 1 or 2 labels")
