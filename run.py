@@ -1,18 +1,44 @@
 """retrieval-lab's single entry point: `python run.py [group=option ...] [key=value ...]` (`-m` to sweep)."""
 
+import logging
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
-from retrieval_lab.config import register
+from retrieval_lab.config import ConfigError, register, validate_config
 
 register()
+log = logging.getLogger("retrieval_lab")
+
+
+def _stop(error: BaseException) -> None:
+    """One line on the console naming what is wrong (file, line, key, what to do); the traceback to the run log."""
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "%s", (error,), sys.exc_info())
+    files = [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+    for handler in files:
+        handler.handle(record)
+    where = f" (traceback in {files[0].baseFilename})" if files else ""
+    print(f"error: {error}{where}", file=sys.stderr)
+    raise SystemExit(2) from None
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
+    try:
+        validate_config(cfg)  # unknown keys (a `+key=...` Hydra let through), impossible values, resume_from
+    except ConfigError as error:
+        _stop(error)
+
+    from retrieval_lab.data.errors import CollectionError
+    from retrieval_lab.models.backbone import BackboneError
     from retrieval_lab.pipeline import run_pipeline  # imported late: --help and --cfg stay fast
 
-    return run_pipeline(cfg)
+    try:
+        return run_pipeline(cfg)
+    # bad data, a model that cannot be loaded, a setting the data cannot satisfy: our errors say what to do
+    except (CollectionError, ConfigError, BackboneError, ValueError, KeyError, FileNotFoundError) as error:
+        _stop(error)
 
 
 if __name__ == "__main__":

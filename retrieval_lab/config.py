@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
+from hydra.experimental.callback import Callback
 from omegaconf import MISSING
 
 # --------------------------------------------------------------------------------------- dataset
@@ -32,8 +33,10 @@ class DatasetConfig:
     ir_datasets_splits: Optional[Dict[str, str]] = None
     train_split: Optional[str] = "train"
     test_split: str = "test"
-    rel_threshold: int = 1  # binary metrics count grade >= this as relevant
-    default_run: Optional[str] = None  # bundled first-stage run used by retriever=run
+    rel_threshold: int = 1  # binary metrics count grade >= this as relevant (1: a folder's collection.yaml may set it)
+    default_run: Optional[str] = None  # bundled first-stage run used by retriever=run (null: collection.yaml's)
+    # loading stops when more than this share of the judged queries are missing from the topics (e.g. '01' vs '1')
+    max_unknown_query_share: float = 0.05
 
 
 # ------------------------------------------------------------------------------------- training
@@ -234,8 +237,9 @@ class HardwareConfig:
     devices: Any = 1  # int, list or "auto"
     strategy: str = "auto"  # auto | ddp | ddp_spawn | ...
     num_nodes: int = 1
-    precision: str = "32-true"  # Lightning training precision: 32-true | bf16-mixed | 16-mixed
-    inference_precision: str = "fp32"  # encoding/scoring: fp32 | bf16 (autocast)
+    # auto: bf16 where the CPU/GPU runs it natively (AVX512-BF16, AMX, Ampere+), fp32 otherwise (retrieval_lab/hardware.py)
+    precision: str = "auto"  # Lightning training precision: auto | 32-true | bf16-mixed | 16-mixed
+    inference_precision: str = "auto"  # encoding/scoring: auto | fp32 | bf16 (autocast)
     faiss_gpu: bool = False
     threads: Optional[int] = None  # torch/faiss threads; null = library default
 
@@ -304,3 +308,261 @@ def register() -> None:
     for group, options in SCHEMAS.items():
         for name, node in options.items():
             cs.store(group=f"schema/{group}", name=name, node=node)
+    from omegaconf import OmegaConf
+
+    # conf/config.yaml: outputs/<date>/<HH-MM-SS>-${run_suffix:}, so two runs started in the same second differ
+    OmegaConf.register_new_resolver("run_suffix", run_suffix, replace=True)
+
+
+# ------------------------------------------------------------------------------ start-up checks
+#
+# Hydra checks each group's yaml against its schema, but a `+key=value` override bypasses that (Hydra's own hint
+# for a misspelt key tells users to add the `+`), and a schema's types say nothing about impossible values. These
+# checks run on the whole composed config when a run starts (run.py), before any data, model or stage is touched.
+
+
+class ConfigError(ValueError):
+    """A config that cannot run: the message names the key and says what to do."""
+
+
+#: top-level keys that are not ours (Hydra's own node; present when a caller passes the config with it)
+_NOT_OURS = frozenset({"hydra"})
+
+
+def validate_config(cfg) -> None:
+    """Every problem found in the composed config, as one :class:`ConfigError`: keys no schema knows (each group
+    node is checked against the dataclass its yaml names in its defaults list, nested nodes against their field
+    types, a stage's ``train.loss`` against the loss schemas), impossible values, a missing ``resume_from``."""
+    problems = _unknown_keys(cfg, Config, "") + _bad_values(cfg)
+    if problems:
+        head = "config error" if len(problems) == 1 else f"{len(problems)} config errors"
+        raise ConfigError(f"{head}:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+def _schema_of(node, declared, path: str):
+    """The dataclass a composed node is checked against: the one Hydra merged into it (its object type), else its
+    declared field type, else (an untyped group node) the schema of the option named by its ``name``."""
+    import dataclasses
+
+    from omegaconf import OmegaConf
+
+    merged = OmegaConf.get_type(node)
+    if isinstance(merged, type) and dataclasses.is_dataclass(merged):
+        return merged
+    if isinstance(declared, type) and dataclasses.is_dataclass(declared):
+        return declared
+    group = "loss" if path.endswith("train.loss") else path
+    options = SCHEMAS.get("retriever" if group == "baseline" else group)
+    name = node.get("name") if options else None
+    return options.get(str(name)) if options and name is not None else None
+
+
+def _field_types(schema) -> dict[str, Any]:
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(schema)
+    return {f.name: hints.get(f.name) for f in dataclasses.fields(schema)}
+
+
+def _unwrap_optional(tp):
+    import typing
+
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    return args[0] if typing.get_origin(tp) is typing.Union and len(args) == 1 else tp
+
+
+def _unknown_keys(node, declared, path: str) -> list[str]:
+    import difflib
+
+    from omegaconf import DictConfig
+
+    if not isinstance(node, DictConfig):
+        return []
+    schema = _schema_of(node, declared, path)
+    if schema is None:
+        return []  # a free-form mapping (Dict[str, ...], Any): nothing to check against
+    fields = _field_types(schema)
+    problems = []
+    for key in node.keys():
+        key = str(key)
+        full = f"{path}.{key}" if path else key
+        if not path and key in _NOT_OURS:
+            continue
+        if key not in fields:
+            where = f"`{path}` (schema {schema.__name__})" if path else "the top level"
+            close = difflib.get_close_matches(key, list(fields), n=1)
+            hint = f"did you mean `{(path + '.') if path else ''}{close[0]}`? " if close else ""
+            problems.append(f"unknown key `{full}`: {where} has no `{key}`; {hint}remove it or fix its spelling "
+                            f"(known: {', '.join(sorted(k for k in fields if not k.startswith('_')))})")
+            continue
+        child = node._get_node(key)
+        if isinstance(child, DictConfig) and not child._is_missing() and not child._is_none():
+            problems += _unknown_keys(child, _unwrap_optional(fields[key]), full)
+    return problems
+
+
+def _bad_values(cfg) -> list[str]:
+    """Values no run can use, each named by its key; only clear cases (a count below 1, a negative rate...)."""
+    problems: list[str] = []
+    for group in ("retriever", "baseline", "reranker"):
+        stage = cfg.get(group)
+        if stage is None or not stage.get("_target_"):
+            continue
+        problems += _stage_values(cfg, stage, group)
+        negatives = stage.get("negatives")
+        if negatives is not None and stage.get("train") is not None and stage.train.get("enabled"):
+            problems += _stage_values(cfg, negatives, f"{group}.negatives")
+    hardware = cfg.get("hardware")
+    if hardware is not None:
+        if hardware.get("threads") is not None and hardware.threads < 1:
+            problems.append(f"`hardware.threads={hardware.threads}`: must be >= 1 (or null for the library default)")
+        if hardware.get("num_nodes") is not None and hardware.num_nodes < 1:
+            problems.append(f"`hardware.num_nodes={hardware.num_nodes}`: must be >= 1")
+    return problems
+
+
+def _stage_values(cfg, stage, path: str) -> list[str]:
+    problems = []
+
+    def need(key: str, ok, rule: str, node=stage, where=path):
+        value = node.get(key)
+        if value is not None and not ok(value):
+            problems.append(f"`{where}.{key}={value}`: {rule}")
+
+    need("k", lambda v: v >= 1, "must be >= 1 (documents retrieved per query)")
+    need("k1", lambda v: v >= 0, "BM25's k1 must be >= 0")
+    need("b", lambda v: 0 <= v <= 1, "BM25's b must be in [0, 1]")
+    need("batch_size", lambda v: v >= 1, "must be >= 1 (texts per inference batch)")
+    if path == "reranker":
+        need("depth", lambda v: v >= 1, "must be >= 1 (the first stage's top-depth is re-ranked; "
+                                        "reranker=none runs no second stage)")
+    index = stage.get("index")
+    if index is not None:
+        need("nprobe", lambda v: v >= 1, "must be >= 1 (or null)", index, f"{path}.index")
+        need("ef_search", lambda v: v >= 1, "must be >= 1 (or null)", index, f"{path}.index")
+    train = stage.get("train")
+    if train is None:
+        return problems
+    where = f"{path}.train"
+    if not train.get("enabled"):
+        if train.get("resume_from"):
+            problems.append(f"`{where}.resume_from` is set but `{where}.enabled=false`: nothing would resume; "
+                            f"set `{where}.enabled=true` or drop resume_from")
+        return problems
+    t = train
+    need("max_steps", lambda v: v >= 1, "must be >= 1 (optimiser steps)", t, where)
+    need("batch_size", lambda v: v >= 1, "must be >= 1 (queries per step)", t, where)
+    need("sample_depth", lambda v: v >= 1, "must be >= 1", t, where)
+    need("num_hard_negatives", lambda v: v >= 0, "must be >= 0", t, where)
+    need("hard_negative_depth", lambda v: v >= 1, "must be >= 1", t, where)
+    need("lr", lambda v: v > 0, "the learning rate must be > 0", t, where)
+    need("weight_decay", lambda v: v >= 0, "must be >= 0", t, where)
+    need("warmup_steps", lambda v: v >= 0, "must be >= 0", t, where)
+    need("warmup_ratio", lambda v: 0 <= v < 1, "must be in [0, 1) (or null)", t, where)
+    need("max_time_minutes", lambda v: v > 0, "must be > 0 (or null: no time limit)", t, where)
+    need("temperature", lambda v: v > 0, "must be > 0 (or null)", t, where)
+    need("attention_dropout", lambda v: 0 <= v < 1, "must be in [0, 1) (or null)", t, where)
+    need("gradient_clip_val", lambda v: v >= 0, "must be >= 0 (or null: no clipping)", t, where)
+    need("accumulate_grad_batches", lambda v: v >= 1, "must be >= 1", t, where)
+    need("log_every_n_steps", lambda v: v >= 1, "must be >= 1", t, where)
+    need("checkpoint_every_n_steps", lambda v: v >= 1, "must be >= 1 (or null)", t, where)
+    need("max_triples", lambda v: v >= 1, "must be >= 1 (or null: all)", t, where)
+    need("schedule", lambda v: v in ("linear", "constant"), "expected linear or constant", t, where)
+    loss = t.get("loss") if t.get("loss") is not None else cfg.get("loss")
+    loss_name = str(loss.get("name")) if loss is not None and loss.get("name") is not None else None
+    if loss_name is not None and loss_name not in SCHEMAS["loss"]:
+        problems.append(f"`{where}.loss.name={loss_name}`: unknown loss; expected one of {sorted(SCHEMAS['loss'])}")
+    list_size = t.get("list_size")
+    if path == "reranker" and not t.get("triples") and list_size is not None:
+        if list_size < 1:
+            problems.append(f"`{where}.list_size={list_size}`: must be >= 1")
+        elif list_size < 2 and loss_name not in (None, "pointwise_ce"):
+            problems.append(f"`{where}.list_size={list_size}`: a list of 1 positive + {list_size - 1} negatives "
+                            f"gives the {loss_name} loss nothing to rank against; use list_size >= 2")
+    resume = t.get("resume_from")
+    if resume and str(resume) != "last":
+        from pathlib import Path
+
+        ckpt = Path(str(resume)).expanduser()
+        if not ckpt.is_file():
+            what = "is a folder, not a checkpoint file" if ckpt.is_dir() else "does not exist"
+            problems.append(f"`{where}.resume_from={resume}`: {what} (resolved: {ckpt.resolve()}); point it at a "
+                            f"Lightning checkpoint such as <run folder>/train_*/checkpoints/last.ckpt")
+    return problems
+
+
+# ------------------------------------------------------------------------------------ run folders
+
+_RUN_SUFFIX: str | None = None
+
+
+def run_suffix() -> str:
+    """6 random hex digits, drawn once per process: the run folder's suffix (``hydra.run.dir``, ``hydra.sweep.dir``
+    in conf/config.yaml), so two runs started in the same second never share ``outputs/<date>/<HH-MM-SS>``. Once
+    per process, so every job of a sweep sees the same sweep folder."""
+    global _RUN_SUFFIX
+    if _RUN_SUFFIX is None:
+        import secrets
+
+        _RUN_SUFFIX = secrets.token_hex(3)
+    return _RUN_SUFFIX
+
+
+FINISHED_MARKER = "metrics.json"  # written last by the pipeline: a folder holding it is a finished run
+
+
+def check_run_folder(path, sweep: bool = False) -> None:
+    """:class:`ConfigError` when ``path`` (a run folder; with ``sweep``, a sweep folder whose job folders are
+    checked) already holds a finished run: a run never writes into another run's folder."""
+    from pathlib import Path
+
+    folder = Path(str(path))
+    finished = sorted(folder.glob(f"*/{FINISHED_MARKER}")) if sweep else [folder / FINISHED_MARKER]
+    finished = [p for p in finished if p.is_file()]
+    if finished:
+        key = "hydra.sweep.dir" if sweep else "hydra.run.dir"
+        raise ConfigError(
+            f"{folder} already holds a finished run ({finished[0]}): a run never writes over another one; choose "
+            f"another folder ({key}=...) or move that one away"
+        )
+
+
+def _stop(error: Exception) -> None:
+    import sys
+
+    print(f"error: {error}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
+
+
+class StartupChecks(Callback):
+    """Hydra callback (conf/config.yaml ``hydra.callbacks``): before Hydra creates the run folder and writes
+    ``.hydra/`` into it, stop on a config error (:func:`validate_config`) or a folder holding a finished run
+    (:func:`check_run_folder`). Hydra turns a callback's exception into a warning, so this exits (status 2) with
+    the message on stderr. run.py checks each job again (sweep jobs, and runs started without this callback)."""
+
+    def on_run_start(self, config, **kwargs) -> None:
+        try:
+            validate_config(config)
+            folder = self._select(config, "hydra.run.dir")
+            if folder is not None:
+                check_run_folder(folder)
+        except ConfigError as error:
+            _stop(error)
+
+    def on_multirun_start(self, config, **kwargs) -> None:
+        try:
+            folder = self._select(config, "hydra.sweep.dir")
+            if folder is not None:
+                check_run_folder(folder, sweep=True)
+        except ConfigError as error:
+            _stop(error)
+
+    @staticmethod
+    def _select(config, key: str):
+        from omegaconf import OmegaConf
+
+        try:
+            return OmegaConf.select(config, key)
+        except Exception:  # an interpolation only Hydra's job set-up can resolve: run.py's check covers it
+            return None

@@ -17,15 +17,16 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from retrieval_lab.cache import write_text_atomic
+from retrieval_lab.config import check_run_folder, run_suffix
 from retrieval_lab.context import StageContext, default_cache_dir
 from retrieval_lab.data import load_collection
 from retrieval_lab.data.runs import write_trec_run
+from retrieval_lab.hardware import resolve_precision
 from retrieval_lab.evaluation import evaluate, metrics_table, paired_test, write_metrics
 from retrieval_lab.retrievers import build_stage
 
 log = logging.getLogger("retrieval_lab")
-for _noisy in ("faiss.loader", "bm25s", "numba", "urllib3", "httpx"):
-    logging.getLogger(_noisy).setLevel(logging.WARNING)
+_NOISY = ("faiss.loader", "bm25s", "numba", "urllib3", "httpx")
 
 
 def seed_everything(seed: int) -> None:
@@ -35,12 +36,15 @@ def seed_everything(seed: int) -> None:
 
 
 def output_dir() -> Path:
+    """The run's folder: Hydra's (``outputs/<date>/<HH-MM-SS>-<suffix>``, conf/config.yaml), or outside Hydra (tests,
+    notebooks) a new folder of the same form. Either way a folder that already holds a finished run is refused."""
     try:
-        return Path(HydraConfig.get().runtime.output_dir)
-    except ValueError:  # called outside Hydra (tests, notebooks)
-        path = Path("outputs") / time.strftime("%Y-%m-%d/%H-%M-%S")
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        path = Path(HydraConfig.get().runtime.output_dir)
+    except ValueError:  # called outside Hydra
+        path = Path("outputs") / f"{time.strftime('%Y-%m-%d/%H-%M-%S')}-{run_suffix()}"
+    check_run_folder(path)  # ConfigError: metrics.json there marks another run's finished results
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def build_logger(cfg: DictConfig, out: Path):
@@ -76,19 +80,35 @@ def _same_stage(a: DictConfig, b: DictConfig) -> bool:
 def run_pipeline(cfg: DictConfig) -> float:
     """Run every stage the config asks for; return the main metric of the last stage (for sweeps)."""
     out = output_dir()
+    for note in resolve_precision(cfg.hardware):  # before config.yaml: it records what ran
+        log.info(note)
     seed_everything(cfg.seed)
     if cfg.hardware.threads:
         torch.set_num_threads(int(cfg.hardware.threads))
     (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
 
+    _library_logs_to_file()
     logger = build_logger(cfg, out)
     try:
-        return _run(cfg, out, logger)
+        value, report = _run(cfg, out, logger)
     finally:
         logger.finish()  # closes the W&B run (and prints where an offline run is) even when a stage fails
+    print(report)  # the last thing a run prints: its result table and where its outputs are
+    return value
 
 
-def _run(cfg: DictConfig, out: Path, logger) -> float:
+def _library_logs_to_file() -> None:
+    """Libraries' chatter (bm25s sets its own logger to DEBUG when imported) goes to the run log, not the console."""
+    files = [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+    for name in _NOISY:
+        lib = logging.getLogger(name)
+        lib.propagate = False
+        for handler in files:
+            if handler not in lib.handlers:
+                lib.addHandler(handler)
+
+
+def _run(cfg: DictConfig, out: Path, logger) -> tuple[float, str]:
     logger.log_config(OmegaConf.to_container(cfg, resolve=True))
     collection = load_collection(cfg.dataset)
     split = cfg.dataset.test_split
@@ -163,8 +183,7 @@ def _run(cfg: DictConfig, out: Path, logger) -> float:
         out / "results.md", metrics_table(rows, list(cfg.eval.metrics), fmt="markdown") + "\n" + significance + "\n"
     )
     write_metrics(out, results)  # metrics.json last: its presence marks a finished run
-    print(f"\n{collection.name} ({split}, {len(qrels)} queries)\n{table}\n{significance}")
-    print(f"outputs: {out}")
+    report = f"\n{collection.name} ({split}, {len(qrels)} queries)\n{table}\n{significance}\noutputs: {out}"
 
     logger.log_metrics({f"{name}/{m}": v for name, agg in rows.items() for m, v in agg.items()})
     logger.log_metrics({f"{name}/seconds": s for name, s in ctx.timings.items()})
@@ -179,7 +198,7 @@ def _run(cfg: DictConfig, out: Path, logger) -> float:
         ],
     )
     logger.log_artifact("runs", "run", run_paths)
-    return float(rows[last][main_metric])
+    return float(rows[last][main_metric]), report
 
 
 def _file_name(stage: str) -> str:

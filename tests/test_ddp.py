@@ -132,8 +132,8 @@ def test_two_processes_with_cross_device_negatives_give_one_big_batch_gradients(
 
     out = str(tmp_path / "ddp.pt")
     mp.spawn(_worker, args=(2, free_port(), out), nprocs=2, join=True)
-    two = torch.load(out, weights_only=False)
-    rank1 = torch.load(out + ".rank1", weights_only=False)
+    two = torch.load(out, weights_only=True)
+    rank1 = torch.load(out + ".rank1", weights_only=True)
 
     # gather_with_grad: rows of both ranks in rank order (2 + 3), and each rank's rows get the gradient both
     # ranks' losses send them (weights * 1 from rank 0 + weights * 2 from rank 1 = 3 * weights)
@@ -227,7 +227,7 @@ def test_lightning_ddp_spawn_from_pytest(tmp_path):
     # 0 there): the step count is read from the checkpoint rank 0 wrote
     assert result["world_size"] == 2
     assert result["metrics"]["train/candidates_per_query"] == 2 * 2 * (1 + H)
-    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["global_step"] == 3
 
 

@@ -1,6 +1,7 @@
 """The whole run through the real entry point (`python run.py ...`): files written, figures reproduced."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -14,8 +15,8 @@ from retrieval_lab.data import EMBEDDED_ROOT, load_beir, read_trec_run
 from tests.conftest import ROOT, TINY_BERT, needs_data
 
 
-def run_py(tmp_path, *args, timeout=900):
-    out = tmp_path / "run"
+def run_py(tmp_path, *args, timeout=900, name="run"):
+    out = tmp_path / name  # a new folder per run: a run never writes into a finished run's folder
     env_args = [f"hydra.run.dir={out}", f"cache_dir={tmp_path / 'cache'}"]
     result = subprocess.run(
         [sys.executable, "run.py", *args, *env_args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
@@ -41,7 +42,7 @@ def test_bm25_on_the_embedded_collection_writes_every_output(tmp_path):
     # the index is cached: a second run loads it (it says so, and the cached folder is untouched) and ranks the same
     index_dir = next((tmp_path / "cache" / "bm25").iterdir())
     before = {p: p.stat().st_mtime_ns for p in index_dir.rglob("*")}
-    out2, _ = run_py(tmp_path, "retriever=bm25", "logger=none")
+    out2, _ = run_py(tmp_path, "retriever=bm25", "logger=none", name="run2")
     assert json.loads((out2 / "efficiency.json").read_text())["bm25"]["index_cache"] == "hit"
     assert {p: p.stat().st_mtime_ns for p in index_dir.rglob("*")} == before
     assert json.loads((out2 / "metrics.json").read_text()) == metrics
@@ -159,3 +160,26 @@ def test_training_without_a_train_split_says_so(tmp_path):
     )
     assert result.returncode != 0
     assert "no judged 'train' split" in result.stderr and "reranker.train.enabled=false" in result.stderr
+
+
+def test_a_data_error_is_one_line_and_its_traceback_goes_to_the_run_log(tmp_path):
+    env = {**os.environ, "RETRIEVAL_LAB_DATA": str(tmp_path / "nowhere"), "HF_HUB_OFFLINE": "1"}
+    out = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "run.py", "dataset=cranfield", "dataset.ir_datasets_splits=null", "retriever=bm25", "logger=none",
+         f"hydra.run.dir={out}", f"cache_dir={tmp_path / 'cache'}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=900, env=env,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and str(tmp_path / "nowhere") in errors[0] and "run.log" in errors[0]
+    assert "Traceback" in (out / "run.log").read_text()
+
+
+def test_the_last_thing_a_run_prints_is_its_table_and_folder(tmp_path):
+    out, stdout = run_py(tmp_path, "retriever=bm25", "logger=wandb")
+    lines = [line for line in stdout.splitlines() if line.strip()]
+    assert lines[-1] == f"outputs: {out}"
+    assert lines[-2].startswith("bm25 ") and lines[-4].startswith("system")
+    assert "[bm25s]" not in stdout and "[bm25s]" in (out / "run.log").read_text()  # library chatter: log file only

@@ -206,3 +206,26 @@ def test_a_new_family_plugs_in_with_one_registry_line(tmp_path, monkeypatch):
 
     with pytest.raises(FamilyMismatchError, match="'first_token' checkpoint.*'biencoder' retriever"):
         registry.load_family(stage.model_path, "retriever", family="biencoder")
+
+
+def test_unknown_documents_in_the_head_sink_below_the_rescored_ones(tmp_path, caplog):
+    import logging
+
+    ctx = ctx_of(tmp_path, "retriever=bm25")
+
+    class ByLength(Reranker):
+        def score(self, pairs):
+            assert all(d in ctx.collection.corpus for _, d in pairs)  # never asked to score an unknown document
+            return [float(len(ctx.collection.corpus[d].contents())) for _, d in pairs]
+
+    known = ctx.collection.corpus.ids()[:3]
+    run = {"q": {"ghost1": 10.0, known[0]: 9.0, "ghost2": 8.0, known[1]: 7.0, known[2]: 6.0}}
+    with caplog.at_level(logging.WARNING, logger="retrieval_lab"):
+        out = ByLength(ctx.cfg.reranker, ctx).rerank("test", run, depth=4)
+    from retrieval_lab.data.runs import ranked
+
+    order = [d for d, _ in ranked(out["q"])]
+    lengths = {d: len(ctx.collection.corpus[d].contents()) for d in known[:2]}
+    assert order[:2] == sorted(known[:2], key=lambda d: -lengths[d])  # re-scored head
+    assert order[2:] == ["ghost1", "ghost2", known[2]]  # unknown in first-stage order, then the tail
+    assert "2 documents in the first stage's top 4 are not in the corpus" in caplog.text

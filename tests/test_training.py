@@ -618,7 +618,7 @@ def test_resume_from_checkpoint_continues_global_step(tmp_path):
     fit(RerankerModule(model, build_loss("softmax"), lr=1e-3, warmup_steps=2), loader, first)
     last = checkpoint_dir(tmp_path) / "last.ckpt"
     assert last.is_file()
-    saved = torch.load(last, map_location="cpu", weights_only=False)
+    saved = torch.load(last, map_location="cpu", weights_only=True)
     assert saved["global_step"] == 4
 
     # a fresh model and module: everything must come from the checkpoint

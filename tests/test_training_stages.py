@@ -21,9 +21,11 @@ RUN = {"q1": {"d1": 2.0, "d2": 1.0}, "q2": {"d3": 1.5}}
 
 
 def ctx_of(tmp_path, *overrides):
+    # precision pinned (hardware=cpu says auto, which differs between machines) unless the test picks hardware
+    pinned = [] if any(o.startswith("hardware") for o in overrides) else ["hardware.precision=32-true"]
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose(config_name="config",
-                      overrides=["retriever=bm25", "reranker=cross_encoder", "logger=none", *overrides])
+                      overrides=["retriever=bm25", "reranker=cross_encoder", "logger=none", *pinned, *overrides])
     return StageContext(cfg, load_collection(cfg.dataset), tmp_path / "out", tmp_path / "cache", NoneLogger())
 
 

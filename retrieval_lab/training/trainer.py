@@ -262,6 +262,7 @@ def fit(
     """
     if ckpt_path is not None and str(ckpt_path) != "last" and not Path(ckpt_path).is_file():
         raise FileNotFoundError(f"checkpoint to resume from not found: {ckpt_path}")
+    # weights_only: a checkpoint is data, never code (everything we store in one is a tensor or a plain type)
     trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader,
-                ckpt_path=str(ckpt_path) if ckpt_path is not None else None)
+                ckpt_path=str(ckpt_path) if ckpt_path is not None else None, weights_only=True)
     return trainer
