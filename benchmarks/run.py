@@ -66,10 +66,18 @@ def environment(packages=()) -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
+        "cpu": _cpu(),
         "cpu_count": os.cpu_count(),
         "git_commit": _git_commit(),
         "packages": versions,
     }
+
+
+def _cpu() -> str:
+    """The CPU and whether it runs bf16 natively: bf16 figures mean little without it."""
+    from retrieval_lab.hardware import native_bf16
+
+    return native_bf16("cpu")[1]
 
 
 def fmt(value, spec: str | None = None) -> str:
@@ -111,7 +119,7 @@ def render(name: str, module, rows: list[dict], notes: dict, env: dict) -> str:
     title = (module.__doc__ or name).strip().splitlines()[0]
     lines = [f"## {name}: {title}", ""]
     lines.append(
-        f"{env['processor']}, {env['cpu_count']} CPUs, Python {env['python']}, commit {env['git_commit']}, "
+        f"{env.get('cpu') or env['processor']}, {env['cpu_count']} CPUs, Python {env['python']}, commit {env['git_commit']}, "
         f"{env['finished']}; load average (1/5/15 min) before {env['loadavg_before']}, after {env['loadavg_after']}; "
         f"{env['wall_s']:.0f} s"
     )
