@@ -19,16 +19,30 @@ def _stop(error: BaseException) -> None:
     for handler in files:
         handler.handle(record)
     where = f" (traceback in {files[0].baseFilename})" if files else ""
-    print(f"error: {error}{where}", file=sys.stderr)
+    text = error.args[0] if isinstance(error, KeyError) and error.args else error  # KeyError's str() adds quotes
+    print(f"error: {text}{where}", file=sys.stderr)
     raise SystemExit(2) from None
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"{category.__name__}: {message}"
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
+    # data warnings (unknown documents kept, graded qrels at threshold 1, blank queries) go through logging: to the
+    # console and to the run's log file, one line each
+    logging.captureWarnings(True)
+    import warnings
+
+    warnings.formatwarning = _one_line_warning
     try:
         validate_config(cfg)  # unknown keys (a `+key=...` Hydra let through), impossible values, resume_from
     except ConfigError as error:
         _stop(error)
+
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+    from omegaconf.errors import OmegaConfBaseException
 
     from retrieval_lab.data.errors import CollectionError
     from retrieval_lab.models.backbone import BackboneError
@@ -36,8 +50,10 @@ def main(cfg: DictConfig) -> float | None:
 
     try:
         return run_pipeline(cfg)
-    # bad data, a model that cannot be loaded, a setting the data cannot satisfy: our errors say what to do
-    except (CollectionError, ConfigError, BackboneError, ValueError, KeyError, FileNotFoundError) as error:
+    # bad data, a model that cannot be loaded, a setting the data or the machine cannot satisfy (faiss on a GPU that
+    # is not there, an unwritable cache_dir, Lightning refusing the hardware): our errors say what to do
+    except (CollectionError, ConfigError, BackboneError, ValueError, KeyError, OSError, RuntimeError,
+            MisconfigurationException, OmegaConfBaseException) as error:
         _stop(error)
 
 

@@ -33,7 +33,8 @@ class DatasetConfig:
     ir_datasets_splits: Optional[Dict[str, str]] = None
     train_split: Optional[str] = "train"
     test_split: str = "test"
-    rel_threshold: int = 1  # binary metrics count grade >= this as relevant (1: a folder's collection.yaml may set it)
+    # binary metrics count grade >= this as relevant; null = the folder's collection.yaml, else 1 (an explicit value wins)
+    rel_threshold: Optional[int] = None
     default_run: Optional[str] = None  # bundled first-stage run used by retriever=run (null: collection.yaml's)
     # loading stops when more than this share of the judged queries are missing from the topics (e.g. '01' vs '1')
     max_unknown_query_share: float = 0.05
@@ -333,7 +334,14 @@ def validate_config(cfg) -> None:
     """Every problem found in the composed config, as one :class:`ConfigError`: keys no schema knows (each group
     node is checked against the dataclass its yaml names in its defaults list, nested nodes against their field
     types, a stage's ``train.loss`` against the loss schemas), impossible values, a missing ``resume_from``."""
-    problems = _unknown_keys(cfg, Config, "") + _bad_values(cfg)
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        problems = _unknown_keys(cfg, Config, "") + _bad_values(cfg) + _bad_settings(cfg)
+    except OmegaConfBaseException as error:  # e.g. an interpolation that resolves to nothing: `retriever.k=${nope}`
+        key = getattr(error, "full_key", None)
+        where = f"`{key}`" if key else "an interpolation (${...})"
+        raise ConfigError(f"config error:\n  - {where}: {str(error).splitlines()[0]}") from None
     if problems:
         head = "config error" if len(problems) == 1 else f"{len(problems)} config errors"
         raise ConfigError(f"{head}:\n" + "\n".join(f"  - {p}" for p in problems))
@@ -419,6 +427,37 @@ def _bad_values(cfg) -> list[str]:
             problems.append(f"`hardware.threads={hardware.threads}`: must be >= 1 (or null for the library default)")
         if hardware.get("num_nodes") is not None and hardware.num_nodes < 1:
             problems.append(f"`hardware.num_nodes={hardware.num_nodes}`: must be >= 1")
+    return problems
+
+
+_SIGNIFICANCE = ("t", "randomization", "none")
+_TRAIN_PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "bf16-true", "16-mixed", "16-true", "64-true")
+_INFERENCE_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def _bad_settings(cfg) -> list[str]:
+    """Evaluation, dataset and hardware settings no run can use (metric names are checked by the pipeline)."""
+    problems = []
+    ev, ds, hw = cfg.get("eval"), cfg.get("dataset"), cfg.get("hardware")
+    if ev is not None:
+        if ev.get("rel_threshold") is not None and ev.rel_threshold < 1:
+            problems.append(f"`eval.rel_threshold={ev.rel_threshold}`: must be >= 1 (grade >= it counts as relevant; "
+                            f"0 would count every judged non-relevant document) or null")
+        if ev.get("significance") is not None and ev.significance not in _SIGNIFICANCE:
+            problems.append(f"`eval.significance={ev.significance}`: one of {list(_SIGNIFICANCE)}")
+        if ev.get("metrics") is not None and len(ev.metrics) == 0:
+            problems.append("`eval.metrics=[]`: name at least one metric (e.g. [ndcg@10])")
+    if ds is not None and ds.get("rel_threshold") is not None and ds.rel_threshold < 1:
+        problems.append(f"`dataset.rel_threshold={ds.rel_threshold}`: must be >= 1")
+    if hw is not None:
+        if hw.get("precision") is not None and str(hw.precision) not in _TRAIN_PRECISIONS:
+            problems.append(f"`hardware.precision={hw.precision}`: one of {list(_TRAIN_PRECISIONS)}")
+        if hw.get("inference_precision") is not None and str(hw.inference_precision) not in _INFERENCE_PRECISIONS:
+            problems.append(f"`hardware.inference_precision={hw.inference_precision}`: one of "
+                            f"{list(_INFERENCE_PRECISIONS)}")
+        devices = hw.get("devices")
+        if isinstance(devices, int) and not isinstance(devices, bool) and devices < 1 and devices != -1:
+            problems.append(f"`hardware.devices={devices}`: >= 1, -1 (all), a list, or \"auto\"")
     return problems
 
 

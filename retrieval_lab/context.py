@@ -29,7 +29,9 @@ class StageContext:
     def __post_init__(self) -> None:
         from retrieval_lab.hardware import resolve_precision
 
-        resolve_precision(self.cfg.hardware)  # "auto" -> what this machine runs natively (no-op once resolved)
+        hw = self.cfg.hardware
+        if "auto" in (hw.get("precision"), hw.get("inference_precision")):  # the pipeline resolved it already
+            resolve_precision(hw)  # "auto" -> what this machine runs natively
 
     @property
     def hardware(self) -> DictConfig:

@@ -23,6 +23,7 @@ from retrieval_lab.data import load_collection
 from retrieval_lab.data.runs import write_trec_run
 from retrieval_lab.hardware import resolve_precision
 from retrieval_lab.evaluation import evaluate, metrics_table, paired_test, write_metrics
+from retrieval_lab.evaluation.metrics import parse_metric
 from retrieval_lab.retrievers import build_stage
 
 log = logging.getLogger("retrieval_lab")
@@ -79,6 +80,11 @@ def _same_stage(a: DictConfig, b: DictConfig) -> bool:
 
 def run_pipeline(cfg: DictConfig) -> float:
     """Run every stage the config asks for; return the main metric of the last stage (for sweeps)."""
+    for name in cfg.eval.metrics:  # a metric ranx cannot compute stops the run before any stage (and any training)
+        try:
+            parse_metric(str(name))
+        except ValueError as error:
+            raise ValueError(f"eval.metrics: {error}") from None
     out = output_dir()
     for note in resolve_precision(cfg.hardware):  # before config.yaml: it records what ran
         log.info(note)
@@ -103,6 +109,9 @@ def _library_logs_to_file() -> None:
     for name in _NOISY:
         lib = logging.getLogger(name)
         lib.propagate = False
+        for handler in list(lib.handlers):  # a sweep's earlier jobs: their log files are not this job's
+            if isinstance(handler, logging.FileHandler) and handler not in files:
+                lib.removeHandler(handler)
         for handler in files:
             if handler not in lib.handlers:
                 lib.addHandler(handler)

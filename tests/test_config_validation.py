@@ -217,3 +217,27 @@ def test_the_pipeline_refuses_a_finished_folder_outside_hydra(tmp_path, monkeypa
     (first / "metrics.json").write_text("{}")
     with pytest.raises(ConfigError, match="finished run"):
         pipeline.output_dir()
+
+
+@pytest.mark.parametrize(
+    "override, named",
+    [
+        ("eval.rel_threshold=0", "`eval.rel_threshold=0`"),
+        ("eval.significance=foo", "`eval.significance=foo`"),
+        ("dataset.rel_threshold=0", "`dataset.rel_threshold=0`"),
+        ("hardware.devices=0", "`hardware.devices=0`"),
+        ("hardware.precision=bf17", "`hardware.precision=bf17`"),
+        ("hardware.inference_precision=int8", "`hardware.inference_precision=int8`"),
+        ("retriever.k=${nope}", "interpolation"),
+    ],
+)
+def test_evaluation_and_hardware_settings_no_run_can_use(override, named):
+    assert named in errors(override)
+
+
+def test_a_metric_ranx_cannot_compute_stops_the_run_before_any_stage(tmp_path):
+    out = tmp_path / "run"
+    result = run_py(*FAST, "eval.metrics=[ndcg@x]", f"hydra.run.dir={out}", f"cache_dir={tmp_path / 'cache'}")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "error: eval.metrics: " in result.stderr and "ndcg@x" in result.stderr
+    assert not (out / "runs").exists()  # no stage ran

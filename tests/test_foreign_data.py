@@ -306,3 +306,43 @@ def test_empty_query_gets_no_ranking_and_scores_0_with_a_warning(tmp_path):
     assert c.topics("test") == {"q1": "apple", "q3": "pear"} and c.empty_queries("test") == ["q2"]
     assert caught.matching(r"1 document\(s\) have no text and no title .*: 'd2'")
     assert caught.matching(r"split 'test': 1 judged query\(ies\) have an empty text: 'q2'; .*score 0 on every metric")
+
+
+def test_a_run_file_whose_query_ids_are_written_another_way_stops_with_examples(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from retrieval_lab.config import register
+    from retrieval_lab.context import StageContext
+    from retrieval_lab.data import load_collection
+    from retrieval_lab.data.runs import write_trec_run
+    from retrieval_lab.loggers import NoneLogger
+    from retrieval_lab.retrievers.bm25 import BM25Retriever
+    from retrieval_lab.retrievers.run_file import RunFileRetriever
+    from tests.conftest import ROOT
+
+    register()
+
+    def ctx(*overrides):
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            cfg = compose(config_name="config", overrides=["logger=none", *overrides])
+        return StageContext(cfg, load_collection(cfg.dataset), tmp_path / "out", tmp_path / "cache", NoneLogger())
+
+    c = ctx("retriever=bm25")
+    run = BM25Retriever(c.cfg.retriever, c).retrieve("test")
+    renamed = {qid.lstrip("q0") if qid.startswith("q0") else qid: docs for qid, docs in run.items()}
+    assert sum(q not in run for q in renamed) >= 3  # q01 -> 1, ...: ids the topics do not have
+    path = tmp_path / "renamed.trec"
+    write_trec_run(renamed, path)
+    c = ctx("retriever=run", f"retriever.path={path}")
+    assert sum(q not in run for q in c.collection.qrels["test"]) <= 2  # BM25 itself leaves few queries unranked
+    with pytest.raises(ValueError, match=r"renamed.trec: \d+ of the 40 judged test queries have no ranking.*"
+                                         r"e\.g\. '1' \(topics have 'q01'\)|topics have"):
+        RunFileRetriever(c.cfg.retriever, c).retrieve("test")
+    # a run that merely misses a few queries (no mismatched ids) is evaluated, with a warning naming them
+    partial = {q: d for i, (q, d) in enumerate(run.items()) if i > 0}
+    write_trec_run(partial, path)
+    c = ctx("retriever=run", f"retriever.path={path}")
+    missing = sum(not partial.get(q) for q in c.collection.qrels["test"])  # an empty ranking writes no line
+    with pytest.warns(UserWarning, match=rf"{missing} of the 40 judged test queries have no ranking"):
+        got = RunFileRetriever(c.cfg.retriever, c).retrieve("test")
+    assert set(got) == {q for q, d in partial.items() if d}

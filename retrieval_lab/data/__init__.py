@@ -22,7 +22,7 @@ optional fields default): ``name``, ``loader``, ``path``, ``local_dir``, ``ir_da
 
 A BEIR-layout folder (``beir``, ``embedded``) may hold a ``collection.yaml`` with its own ``name``,
 ``rel_threshold`` and ``default_run`` (see `retrieval_lab.data.beir`). Its ``rel_threshold`` is used unless the
-config sets one other than the default 1 (to evaluate such a folder at 1, set ``eval.rel_threshold=1``).
+config sets one (``dataset.rel_threshold``, null by default), which wins.
 """
 
 from __future__ import annotations
@@ -202,10 +202,9 @@ def _get(cfg: Any, key: str, default: Any = None) -> Any:
 
 
 def _folder_threshold(cfg: Any) -> int | None:
-    """The config's relevance threshold for a folder loader: None (the folder's collection.yaml, else 1) when it is
-    the schema default 1."""
-    value = _get(cfg, "rel_threshold", 1)
-    return None if value == 1 else value
+    """The config's relevance threshold for a folder loader: None (unset: the folder's collection.yaml, else 1), or
+    the value the config sets, which wins over the folder's."""
+    return _get(cfg, "rel_threshold", None)
 
 
 def _max_share(cfg: Any) -> float:

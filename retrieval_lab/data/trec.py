@@ -311,6 +311,9 @@ def _unknown_query_examples(unknown: list[str], known, n: int = 5) -> str:
     return "e.g. " + ", ".join(parts) + more
 
 
+unknown_query_examples = _unknown_query_examples  # for other readers of query ids (run files)
+
+
 def _grade(value: str) -> int | None:
     try:
         return int(value)
