@@ -9,6 +9,7 @@ import json
 import logging
 import random
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -171,10 +172,14 @@ def _run(cfg: DictConfig, out: Path, logger) -> tuple[float, str]:
 
     threshold = cfg.eval.rel_threshold if cfg.eval.rel_threshold is not None else collection.rel_threshold
     qrels = collection.qrels[split]
-    results = {
-        name: evaluate(qrels, run, metrics=list(cfg.eval.metrics), rel_threshold=threshold)
-        for name, run in runs.items()
-    }
+    with warnings.catch_warnings(record=True) as caught:  # the same notice for every stage: say it once
+        warnings.simplefilter("always")
+        results = {
+            name: evaluate(qrels, run, metrics=list(cfg.eval.metrics), rel_threshold=threshold)
+            for name, run in runs.items()
+        }
+    for message in {str(w.message): w.message for w in caught}.values():
+        warnings.warn(message, stacklevel=1)
     # one-off preparation per stage: a retriever's index (and training), a reranker's training
     prepare = {name: ctx.timings.get(f"index:{name}", 0.0) for name in runs}
     if reranker is not None:

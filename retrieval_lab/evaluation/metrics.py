@@ -196,9 +196,6 @@ def evaluate(
     return EvalResult(aggregate, per_query, rel_threshold, metrics)
 
 
-_NOTICED: set = set()
-
-
 def _notice_graded_at_threshold_1(judged: dict, parsed: list[_Metric], rel_threshold: int) -> None:
     """A `DataWarning` when graded qrels (a grade above 1) are evaluated with binary metrics at threshold 1: every
     grade >= 1 then counts as relevant, which is not the convention of collections such as TREC DL (2)."""
@@ -208,9 +205,8 @@ def _notice_graded_at_threshold_1(judged: dict, parsed: list[_Metric], rel_thres
     if not binary:
         return
     top = max((g for docs in judged.values() for g in docs.values()), default=0)
-    if top <= 1 or (top, tuple(binary)) in _NOTICED:
+    if top <= 1:
         return
-    _NOTICED.add((top, tuple(binary)))  # once per process (a run evaluates several stages on the same qrels)
     from retrieval_lab.data.errors import DataWarning
 
     warnings.warn(

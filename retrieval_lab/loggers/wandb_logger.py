@@ -94,6 +94,9 @@ class WandbLogger(Logger):
         self.dir = Path(dir if dir is not None else os.environ.get("WANDB_DIR") or os.getcwd()).resolve()
         self.dir.mkdir(parents=True, exist_ok=True)
         init_kwargs.setdefault("reinit", "finish_previous")  # never log into a previous, unfinished run
+        # W&B's own run summary and banners stay off the console (the run's table is what a run prints last); where
+        # the run is goes to the log (below, and when it finishes)
+        init_kwargs.setdefault("settings", wandb.Settings(quiet=True))
         self.run = wandb.init(
             project=project,
             entity=entity,
