@@ -1,27 +1,13 @@
 """retrieval-lab's single entry point: `python run.py [group=option ...] [key=value ...]` (`-m` to sweep)."""
 
 import logging
-import sys
 
 import hydra
 from omegaconf import DictConfig
 
-from retrieval_lab.config import ConfigError, register, validate_config
+from retrieval_lab.config import ConfigError, register, stop_with, validate_config
 
 register()
-log = logging.getLogger("retrieval_lab")
-
-
-def _stop(error: BaseException) -> None:
-    """One line on the console naming what is wrong (file, line, key, what to do); the traceback to the run log."""
-    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "%s", (error,), sys.exc_info())
-    files = [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
-    for handler in files:
-        handler.handle(record)
-    where = f" (traceback in {files[0].baseFilename})" if files else ""
-    text = error.args[0] if isinstance(error, KeyError) and error.args else error  # KeyError's str() adds quotes
-    print(f"error: {text}{where}", file=sys.stderr)
-    raise SystemExit(2) from None
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:
@@ -39,7 +25,7 @@ def main(cfg: DictConfig) -> float | None:
     try:
         validate_config(cfg)  # unknown keys (a `+key=...` Hydra let through), impossible values, resume_from
     except ConfigError as error:
-        _stop(error)
+        stop_with(error)
 
     from lightning.fabric.utilities.exceptions import MisconfigurationException
     from omegaconf.errors import OmegaConfBaseException
@@ -54,7 +40,7 @@ def main(cfg: DictConfig) -> float | None:
     # is not there, an unwritable cache_dir, Lightning refusing the hardware): our errors say what to do
     except (CollectionError, ConfigError, BackboneError, ValueError, KeyError, OSError, RuntimeError,
             MisconfigurationException, OmegaConfBaseException) as error:
-        _stop(error)
+        stop_with(error)
 
 
 if __name__ == "__main__":

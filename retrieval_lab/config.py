@@ -567,11 +567,22 @@ def check_run_folder(path, sweep: bool = False) -> None:
         )
 
 
-def _stop(error: Exception) -> None:
+def stop_with(error: BaseException) -> None:
+    """End the run with one line on stderr naming what is wrong (exit status 2); the traceback goes to the run's log
+    file when logging has one (run.py's checks), and nowhere else (Hydra's start-up callback, before logging)."""
+    import logging
     import sys
 
-    print(f"error: {error}", file=sys.stderr, flush=True)
-    raise SystemExit(2)
+    log = logging.getLogger("retrieval_lab")
+    files = [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+    if files:
+        record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "%s", (error,), sys.exc_info())
+        for handler in files:
+            handler.handle(record)
+    where = f" (traceback in {files[0].baseFilename})" if files else ""
+    text = error.args[0] if isinstance(error, KeyError) and error.args else error  # KeyError's str() adds quotes
+    print(f"error: {text}{where}", file=sys.stderr, flush=True)
+    raise SystemExit(2) from None
 
 
 class StartupChecks(Callback):
@@ -587,7 +598,7 @@ class StartupChecks(Callback):
             if folder is not None:
                 check_run_folder(folder)
         except ConfigError as error:
-            _stop(error)
+            stop_with(error)
 
     def on_multirun_start(self, config, **kwargs) -> None:
         try:
@@ -595,7 +606,7 @@ class StartupChecks(Callback):
             if folder is not None:
                 check_run_folder(folder, sweep=True)
         except ConfigError as error:
-            _stop(error)
+            stop_with(error)
 
     @staticmethod
     def _select(config, key: str):

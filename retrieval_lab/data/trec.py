@@ -241,7 +241,7 @@ def _read_qrels(path: Path, known_queries, known_docs, unknown_docs: str, hasher
         n_judged = len(unknown_q) + len({q for q in qrels})
         ratio = len(unknown_q) / n_judged
         detail = (f"{len(unknown_q)} of the {n_judged} judged queries ({ratio:.0%}, {n_unknown_lines} judgment(s)) "
-                  f"are not in the topics: {_unknown_query_examples(list(unknown_q), known_queries)}")
+                  f"are not in the topics: {unknown_query_examples(list(unknown_q), known_queries)}")
         if ratio > share:
             raise CollectionError(
                 f"{path}: {detail}. Make the query ids of the qrels and the topics match (e.g. strip leading "
@@ -252,7 +252,7 @@ def _read_qrels(path: Path, known_queries, known_docs, unknown_docs: str, hasher
         raise CollectionError(f"{path}: all {n_lines} judgments name unknown queries or documents")
     if unknown_q or unknown_d or repeated:
         doc_action = "kept: metrics need them" if unknown_docs == "keep" else "skipped"
-        examples = (f". Unknown queries: {_unknown_query_examples(list(unknown_q), known_queries)}; metrics are "
+        examples = (f". Unknown queries: {unknown_query_examples(list(unknown_q), known_queries)}; metrics are "
                     f"over the other {len(qrels)} judged queries") if unknown_q else ""
         warnings.warn(
             f"{path}: {n_unknown_lines} judgment(s) name unknown queries (skipped); {unknown_d} name "
@@ -293,7 +293,7 @@ def _id_keys(qid: str) -> tuple[str, str]:
     return stripped, (digits.lstrip("0") or "0") if digits else ""
 
 
-def _unknown_query_examples(unknown: list[str], known, n: int = 5) -> str:
+def unknown_query_examples(unknown: list[str], known, n: int = 5) -> str:
     """``e.g. '01' (topics have '1'), '7b' (no similar id)``: the first unknown ids and their likely matches."""
     by_key: dict[str, list[str]] = {}
     if known is not None and hasattr(known, "__iter__"):
@@ -309,9 +309,6 @@ def _unknown_query_examples(unknown: list[str], known, n: int = 5) -> str:
                      else f"{qid!r} (no similar id in the topics)")
     more = f" and {len(unknown) - n} more" if len(unknown) > n else ""
     return "e.g. " + ", ".join(parts) + more
-
-
-unknown_query_examples = _unknown_query_examples  # for other readers of query ids (run files)
 
 
 def _grade(value: str) -> int | None:

@@ -209,6 +209,16 @@ def save_family(path: str | os.PathLike[str], model: Any, tokenizer: Any, family
     write_family(path, family, settings)
 
 
+def given_settings(loader: str, overrides: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """The settings a ``from_pretrained`` call sets (``None`` means "not set"); a name the family does not know is a
+    ``TypeError`` naming ``loader`` and the known ones."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise TypeError(f"{loader}.from_pretrained got unknown settings {unknown}; known: {sorted(defaults)}")
+    return given
+
+
 def family_settings(path: str, expected: str, loader: str) -> dict[str, Any]:
     """Settings saved in ``path`` by family ``expected`` ({} for a plain backbone).
 

@@ -59,6 +59,7 @@ from torch import nn
 from retrieval_lab.models.backbone import (
     BackboneError,
     family_settings,
+    given_settings,
     load_pretrained,
     resolve_backbone,
     supports_token_types,
@@ -301,10 +302,7 @@ class BiEncoder(nn.Module):
         """
         from transformers import AutoConfig, AutoTokenizer
 
-        overrides = {k: v for k, v in overrides.items() if v is not None}
-        unknown = sorted(set(overrides) - set(_DEFAULTS))
-        if unknown:
-            raise TypeError(f"BiEncoder.from_pretrained got unknown settings {unknown}; known: {sorted(_DEFAULTS)}")
+        overrides = given_settings("BiEncoder", overrides, _DEFAULTS)
         path = resolve_backbone(name_or_path)
         saved = family_settings(path, cls.family, cls.__name__) or _sentence_transformers_settings(path)
         settings = {**_DEFAULTS, **saved, **overrides}

@@ -37,7 +37,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from retrieval_lab.models.backbone import family_settings, load_pretrained, resolve_backbone, save_family
+from retrieval_lab.models.backbone import (
+    family_settings,
+    given_settings,
+    load_pretrained,
+    resolve_backbone,
+    save_family,
+)
 from retrieval_lab.models.inference import batched_inference
 from retrieval_lab.models.protocols import Encoded
 
@@ -245,10 +251,7 @@ class ColBERT(nn.Module):
         from safetensors.torch import load_file
         from transformers import AutoModel, AutoTokenizer
 
-        overrides = {k: v for k, v in overrides.items() if v is not None}
-        unknown = sorted(set(overrides) - set(_DEFAULTS))
-        if unknown:
-            raise TypeError(f"ColBERT.from_pretrained got unknown settings {unknown}; known: {sorted(_DEFAULTS)}")
+        overrides = given_settings("ColBERT", overrides, _DEFAULTS)
         path = resolve_backbone(name_or_path)
         settings = {**_DEFAULTS, **family_settings(path, cls.family, cls.__name__), **overrides}
         encoder = load_pretrained(AutoModel.from_pretrained, path, dtype=torch.float32)

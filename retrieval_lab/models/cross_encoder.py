@@ -38,6 +38,7 @@ from torch import nn
 from retrieval_lab.models.backbone import (
     BackboneError,
     family_settings,
+    given_settings,
     load_pretrained,
     resolve_backbone,
     save_family,
@@ -213,10 +214,7 @@ class CrossEncoder(nn.Module):
         """
         from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-        overrides = {k: v for k, v in overrides.items() if v is not None}
-        unknown = sorted(set(overrides) - set(_DEFAULTS))
-        if unknown:
-            raise TypeError(f"CrossEncoder.from_pretrained got unknown settings {unknown}; known: {sorted(_DEFAULTS)}")
+        overrides = given_settings("CrossEncoder", overrides, _DEFAULTS)
         path = resolve_backbone(name_or_path)
         settings = {**_DEFAULTS, **family_settings(path, cls.family, cls.__name__), **overrides}
 

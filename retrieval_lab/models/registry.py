@@ -25,7 +25,7 @@ from retrieval_lab.models.backbone import (
     resolve_backbone,
 )
 
-__all__ = ["FAMILIES", "ROLES", "family_class", "load_family", "families_for", "settings_from_config"]
+__all__ = ["FAMILIES", "ROLES", "family_class", "load_family", "load_for_stage", "families_for", "settings_from_config"]
 
 ROLES = ("retriever", "reranker")
 
@@ -87,3 +87,10 @@ def settings_from_config(family: str, cfg: Any) -> dict[str, Any]:
     """The family's settings (``SETTINGS``) that the stage config ``cfg`` sets (``None`` = the model's own)."""
     cls = family_class(family)
     return {k: cfg.get(k) for k in cls.SETTINGS if cfg.get(k) is not None}
+
+
+def load_for_stage(path: str | os.PathLike[str], role: str, cfg: Any) -> Any:
+    """What a model-backed stage loads: ``path`` as ``cfg.family`` (checked against the folder's own family), with
+    the family's settings the stage config sets."""
+    family = str(cfg.family)
+    return load_family(path, role, family=family, **settings_from_config(family, cfg))

@@ -25,10 +25,9 @@ class ModelReranker(Reranker):
         self.model_path: str | None = None
 
     def load_model(self, path: str):
-        from retrieval_lab.models.registry import load_family, settings_from_config
+        from retrieval_lab.models.registry import load_for_stage
 
-        family = str(self.cfg.family)
-        return load_family(path, self.role, family=family, **settings_from_config(family, self.cfg))
+        return load_for_stage(path, self.role, self.cfg)
 
     def prepare(self, first_stage) -> None:
         from retrieval_lab.models.backbone import resolve_backbone
