@@ -1,6 +1,6 @@
 """Run named benchmarks in one process; print their tables and write them as JSON + markdown.
 
-    python -m benchmarks.run bm25 [faiss ...] [--data DIR] [--out benchmarks/results] [--repeats N]
+    python -m benchmarks.run bm25 [faiss ...] [--data DIR] [--out benchmarks/results] [--repeats N] [--quick]
     python -m benchmarks.run --list
 
 ``NAME`` runs ``benchmarks/bench_NAME.py`` (protocol in ``benchmarks/__init__.py``). For each one the runner
@@ -132,7 +132,8 @@ def render(name: str, module, rows: list[dict], notes: dict, env: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_one(name: str, data_dir: Path | None, repeats: int | None) -> tuple[object, list[dict], dict, dict]:
+def run_one(name: str, data_dir: Path | None, repeats: int | None, quick: bool = False,
+            out: Path | None = None) -> tuple[object, list[dict], dict, dict]:
     module = importlib.import_module(f"benchmarks.bench_{name}")
     params = inspect.signature(module.run).parameters
     kwargs = {}
@@ -140,9 +141,20 @@ def run_one(name: str, data_dir: Path | None, repeats: int | None) -> tuple[obje
         kwargs["data_dir"] = data_dir
     if repeats is not None and "repeats" in params:
         kwargs["repeats"] = repeats
+    if quick:
+        if "quick" not in params:
+            raise SystemExit(f"benchmark {name!r} has no quick mode")
+        kwargs["quick"] = True
+    if out is not None and "out" in params:  # a benchmark that writes more than its table (plots)
+        kwargs["out"] = out
+    return (module, *timed_run(module, lambda: module.run(**kwargs)))
+
+
+def timed_run(module, call) -> tuple[list[dict], dict, dict]:
+    """``call()`` (a benchmark's ``run`` with its arguments) -> (rows, notes, environment with timing and load)."""
     env_before = _loadavg()
     t0 = time.perf_counter()
-    result = module.run(**kwargs)
+    result = call()
     wall = time.perf_counter() - t0
     rows, notes = (result.get("rows", []), result.get("notes", {})) if isinstance(result, dict) else (result, {})
     env = environment(getattr(module, "PACKAGES", ()))
@@ -152,7 +164,17 @@ def run_one(name: str, data_dir: Path | None, repeats: int | None) -> tuple[obje
         wall_s=wall,
         finished=_dt.datetime.now().isoformat(timespec="seconds"),
     )
-    return module, list(rows), dict(notes), env
+    return list(rows), dict(notes), env
+
+
+def write(name: str, module, rows: list[dict], notes: dict, env: dict, out: Path) -> str:
+    """Write ``out/NAME.json`` and ``out/NAME.md``; returns the markdown."""
+    text = render(name, module, rows, notes, env)
+    out.mkdir(parents=True, exist_ok=True)
+    payload = {"benchmark": name, "environment": env, "rows": rows, "notes": notes}
+    for suffix, content in ((".json", json.dumps(payload, indent=2, default=str) + "\n"), (".md", text)):
+        write_text_atomic(out / f"{name}{suffix}", content)
+    return text
 
 
 def main(argv=None) -> int:
@@ -162,6 +184,8 @@ def main(argv=None) -> int:
                     help=f"collections root (default: ${DATA_ENV}, else {DEFAULT_DATA})")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where NAME.json and NAME.md go")
     ap.add_argument("--repeats", type=int, default=None, help="timing repeats (default: each benchmark's own)")
+    ap.add_argument("--quick", action="store_true",
+                    help="tiny sizes, for a smoke test (benchmarks whose run() takes quick=); use with --out elsewhere")
     ap.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     args = ap.parse_args(argv)
 
@@ -175,12 +199,8 @@ def main(argv=None) -> int:
 
     args.out.mkdir(parents=True, exist_ok=True)
     for name in args.names:
-        module, rows, notes, env = run_one(name, data_dir, args.repeats)
-        text = render(name, module, rows, notes, env)
-        print(text, flush=True)
-        payload = {"benchmark": name, "environment": env, "rows": rows, "notes": notes}
-        for suffix, content in ((".json", json.dumps(payload, indent=2, default=str) + "\n"), (".md", text)):
-            write_text_atomic(args.out / f"{name}{suffix}", content)
+        module, rows, notes, env = run_one(name, data_dir, args.repeats, args.quick, args.out)
+        print(write(name, module, rows, notes, env, args.out), flush=True)
         print(f"wrote {args.out / (name + '.json')} and {args.out / (name + '.md')}", file=sys.stderr)
     return 0
 

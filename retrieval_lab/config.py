@@ -161,6 +161,42 @@ class BiEncoderConfig(BiEncoderSettings, ModelRetrieverConfig):
     family: str = "biencoder"
 
 
+@dataclass
+class ColBERTSettings:
+    # the paper's defaults (retrieval_lab/models/colbert.py); null = what a saved ColBERT folder says, else these
+    dim: Optional[int] = None  # m = 128: the linear layer's output (ablation: 24, 32, 64, ...)
+    query_max_length: Optional[int] = None  # Nq = 32 ([CLS] [Q] and [SEP] included)
+    doc_max_length: Optional[int] = None  # 180
+    query_augmentation: Optional[bool] = None  # pad queries with [MASK] to Nq (ablation [C]: false)
+    similarity: Optional[str] = None  # cosine | l2 (negative squared L2, the paper's end-to-end model)
+    interaction: Optional[str] = None  # maxsim | avgsim (ablation [B])
+    mask_punctuation: Optional[bool] = None
+    single_vector: Optional[bool] = None  # ablation [A]: the [CLS] vector to Nq*m dims, dot product, FAISS
+    num_layers: Optional[int] = None  # ablation [D]: keep the first k encoder layers
+
+
+@dataclass
+class MultiVectorSearchConfig:
+    """How a multi-vector (ColBERT) first stage searches its token store (retrieval_lab/indexes/multi_vector.py)."""
+
+    mode: str = "end_to_end"  # end_to_end (FAISS IVFPQ candidates, exact MaxSim) | exhaustive (MaxSim, every doc)
+    partitions: int = 2000  # P (lowered for collections with few vectors, and said so)
+    subvectors: int = 16  # s: one byte each
+    nprobe: int = 10  # partitions searched per query vector
+    candidates: int = 1000  # k': token matches per query vector
+    train_size: Optional[int] = None  # vectors k-means trains on (null: 256 per partition)
+    oracle_max_docs: int = 20000  # end-to-end runs compare their candidates with exhaustive MaxSim up to this size
+
+
+@dataclass
+class ColBERTConfig(ColBERTSettings, ModelRetrieverConfig):
+    name: str = "colbert"
+    family: str = "colbert"
+    embeddings_dtype: str = "float16"  # bytes per dimension of the token store: float16 (2) | float32 (4)
+    search: MultiVectorSearchConfig = field(default_factory=MultiVectorSearchConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(enabled=True))
+
+
 # ------------------------------------------------------------------------------------- reranker
 
 
@@ -186,6 +222,17 @@ class BiEncoderRerankerConfig(BiEncoderSettings, ModelRerankerConfig):
 
     name: str = "biencoder"
     family: str = "biencoder"
+
+
+@dataclass
+class ColBERTRerankerConfig(ColBERTSettings, ModelRerankerConfig):
+    """ColBERT as a re-ranker (section 3.5): the top-depth scored by MaxSim against the stored token embeddings
+    (the corpus is encoded once into the token store; no document goes through the encoder at query time)."""
+
+    name: str = "colbert"
+    family: str = "colbert"
+    embeddings_dtype: str = "float16"
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(enabled=True))
 
 
 # ----------------------------------------------------------------------------------------- loss
@@ -287,8 +334,9 @@ class Config:
 
 SCHEMAS: dict[str, dict[str, type]] = {
     "dataset": {"dataset": DatasetConfig},
-    "retriever": {"bm25": BM25Config, "run": RunFileConfig, "biencoder": BiEncoderConfig},
-    "reranker": {"none": NoRerankerConfig, "cross_encoder": CrossEncoderConfig, "biencoder": BiEncoderRerankerConfig},
+    "retriever": {"bm25": BM25Config, "run": RunFileConfig, "biencoder": BiEncoderConfig, "colbert": ColBERTConfig},
+    "reranker": {"none": NoRerankerConfig, "cross_encoder": CrossEncoderConfig, "biencoder": BiEncoderRerankerConfig,
+                 "colbert": ColBERTRerankerConfig},
     "loss": {
         "pointwise_ce": PointwiseCEConfig,
         "pairwise_logistic": PairwiseLogisticConfig,
@@ -480,6 +528,20 @@ def _stage_values(cfg, stage, path: str) -> list[str]:
     if index is not None:
         need("nprobe", lambda v: v >= 1, "must be >= 1 (or null)", index, f"{path}.index")
         need("ef_search", lambda v: v >= 1, "must be >= 1 (or null)", index, f"{path}.index")
+    search = stage.get("search")
+    if search is not None:
+        where_s = f"{path}.search"
+        need("mode", lambda v: v in ("end_to_end", "exhaustive"), "one of ['end_to_end', 'exhaustive']", search, where_s)
+        for key in ("partitions", "subvectors", "nprobe", "candidates", "train_size"):
+            need(key, lambda v: v >= 1, "must be >= 1", search, where_s)
+        need("oracle_max_docs", lambda v: v >= 0, "must be >= 0 (0: never compare with exhaustive MaxSim)", search,
+             where_s)
+    need("embeddings_dtype", lambda v: v in ("float16", "float32"), "one of ['float16', 'float32'] (bytes per dim)")
+    for key in ("dim", "num_layers"):
+        need(key, lambda v: v >= 1, "must be >= 1 (or null for the model's own)")
+    need("interaction", lambda v: v in ("maxsim", "avgsim"), "one of ['maxsim', 'avgsim']")
+    if stage.get("family") == "colbert":
+        need("similarity", lambda v: v in ("cosine", "l2"), "one of ['cosine', 'l2'] for ColBERT")
     train = stage.get("train")
     if train is None:
         return problems

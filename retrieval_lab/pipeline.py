@@ -160,6 +160,7 @@ def _run(cfg: DictConfig, out: Path, logger) -> tuple[float, str]:
     if reranker is not None:
         depth = int(cfg.reranker.depth)
         last = f"{first}>>{reranker.name}@{depth}"
+        stage_of[last] = reranker  # a re-ranker with a store (ColBERT) reports it like an index
         timed(f"train:{reranker.name}", lambda: reranker.prepare(retriever))
         runs[last] = timed(last, lambda: reranker.rerank(split, runs[first], depth))
 

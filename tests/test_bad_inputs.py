@@ -222,7 +222,7 @@ def checkpoint_unknown_family(tmp):
 
     folder = tmp / "ckpt"
     folder.mkdir()
-    write(folder, "retrieval_lab.json", json.dumps({"family": "colbert", "settings": {}}))
+    write(folder, "retrieval_lab.json", json.dumps({"family": "splade", "settings": {}}))
     return load_family(folder, "retriever", family="biencoder")
 
 
@@ -332,7 +332,7 @@ ROWS = [
                                                                         r"config asks for a 'biencoder' retriever")),
     (checkpoint_family_file_tampered, Raises(BackboneError, r"retrieval_lab\.json is not a retrieval-lab model file "
                                                             r"\(no 'family' key\)")),
-    (checkpoint_unknown_family, Raises(BackboneError, r"ckpt' was saved by family 'colbert', which this version does "
+    (checkpoint_unknown_family, Raises(BackboneError, r"ckpt' was saved by family 'splade', which this version does "
                                                       r"not know")),
     (checkpoint_path_not_a_folder, Raises(BackboneError, r"backbone './no/such/model' looks like a local path but is "
                                                          r"not a folder")),

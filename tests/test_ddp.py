@@ -52,11 +52,15 @@ def _collection():
     return Collection("ddp", Corpus(docs), queries, qrels), run
 
 
-def _model(seed: int = 0):
+def _model(seed: int = 0, family: str = "biencoder"):
     from retrieval_lab.models import BiEncoder
+    from retrieval_lab.models.colbert import ColBERT
 
     torch.manual_seed(seed)
-    model = BiEncoder.from_pretrained(str(TINY_BERT))
+    if family == "colbert":  # token vectors: documents of different lengths on the two ranks, padded in the gather
+        model = ColBERT.from_pretrained(str(TINY_BERT), dim=16, query_max_length=8, doc_max_length=12)
+    else:
+        model = BiEncoder.from_pretrained(str(TINY_BERT))
     model.eval()  # no dropout: both set-ups must compute the same function
     return model
 
@@ -85,7 +89,7 @@ def _module(model):
     return RetrieverModule(model, build_loss("softmax"), cross_device_negatives=True)
 
 
-def _worker(rank: int, world: int, port: int, out: str) -> None:
+def _worker(rank: int, world: int, port: int, out: str, family: str = "biencoder") -> None:
     import torch.distributed as dist
 
     from retrieval_lab.training.data import RetrieverCollator
@@ -103,7 +107,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
                         "mask": gathered_mask.tolist()}
 
         # 2. the module's loss on this rank's half, DDP-style gradient averaging
-        model = _model()
+        model = _model(family=family)
         module = _module(model)
         items = _items()[rank * B : (rank + 1) * B]
         batch = RetrieverCollator(model.tokenize_queries, model.tokenize_docs)(items)
@@ -125,13 +129,14 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
 
 
 @pytest.mark.slow
-def test_two_processes_with_cross_device_negatives_give_one_big_batch_gradients(tmp_path):
+@pytest.mark.parametrize("family", ["biencoder", "colbert"])
+def test_two_processes_with_cross_device_negatives_give_one_big_batch_gradients(tmp_path, family):
     import torch.multiprocessing as mp
 
     from retrieval_lab.training.data import RetrieverCollator
 
     out = str(tmp_path / "ddp.pt")
-    mp.spawn(_worker, args=(2, free_port(), out), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, free_port(), out, family), nprocs=2, join=True)
     two = torch.load(out, weights_only=True)
     rank1 = torch.load(out + ".rank1", weights_only=True)
 
@@ -146,7 +151,7 @@ def test_two_processes_with_cross_device_negatives_give_one_big_batch_gradients(
 
     # one process, batch 2B
     torch.set_num_threads(1)
-    model = _model()
+    model = _model(family=family)
     module = _module(model)
     batch = RetrieverCollator(model.tokenize_queries, model.tokenize_docs)(_items())
     loss, scores, labels, _ = module.loss_scores_labels(batch)

@@ -20,12 +20,13 @@ def saved(tmp_path_factory):
 
 
 def test_every_registered_family_loads_and_states_its_roles():
-    assert set(FAMILIES) >= {"biencoder", "cross_encoder"}
+    assert set(FAMILIES) >= {"biencoder", "cross_encoder", "colbert"}
     for name in FAMILIES:
         cls = family_class(name)
         assert cls.family == name and set(cls.roles) <= {"retriever", "reranker"} and cls.roles
-    assert families_for("retriever") == ["biencoder"]
-    assert set(families_for("reranker")) == {"biencoder", "cross_encoder"}
+    assert families_for("retriever") == ["biencoder", "colbert"]
+    assert set(families_for("reranker")) == {"biencoder", "cross_encoder", "colbert"}
+    assert family_class("colbert").index_kind == "multi_vector"  # readable on the class
 
 
 def test_a_saved_folder_loads_as_its_own_family_with_its_settings(saved):
@@ -44,7 +45,8 @@ def test_wrong_family_fails_naming_both(saved):
 
 
 def test_a_family_that_cannot_play_the_role_is_refused(saved):
-    with pytest.raises(BackboneError, match=r"family 'cross_encoder' cannot be a retriever.*\['biencoder'\]"):
+    with pytest.raises(BackboneError,
+                       match=r"family 'cross_encoder' cannot be a retriever.*\['biencoder', 'colbert'\]"):
         load_family(saved / "ce", "retriever")
 
 

@@ -1,4 +1,4 @@
-"""What every index is (BM25, single-vector FAISS, the coming multi-vector token index), and how it is cached.
+"""What every index is (BM25, single-vector FAISS, the multi-vector token store), and how it is cached.
 
 An index is built once from a corpus (texts for BM25, embeddings for dense indexes), saved into a folder, loaded
 back, searched into a Run, and reports its size. The stages depend on this protocol, not on bm25s or faiss.
@@ -18,7 +18,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from retrieval_lab.cache import atomic_dir, is_complete
 
-__all__ = ["Index", "cached_index", "folder_bytes"]
+__all__ = ["Index", "cached_index", "cached_folder", "folder_bytes"]
 
 Run = dict[str, dict[str, float]]
 I = TypeVar("I", bound="Index")
@@ -59,3 +59,15 @@ def cached_index(path: str | os.PathLike, build: Callable[[], I], load: Callable
     with atomic_dir(path) as tmp:
         index.save(tmp / "index")
     return index, False
+
+
+def cached_folder(path: str | os.PathLike, write: Callable[[Path], Any], load: Callable[[Path], I]) -> tuple[I, bool]:
+    """``(index, hit)`` for an index written straight to disk (streamed, memory-mapped): when ``path`` is not
+    complete, ``write(folder)`` fills ``path/index`` under a temporary name, which is renamed when it returns; the
+    index is then loaded from its final place (a memory map must not point into the temporary folder)."""
+    path = Path(path)
+    hit = is_complete(path)
+    if not hit:
+        with atomic_dir(path) as tmp:
+            write(tmp / "index")
+    return load(path / "index"), hit

@@ -33,6 +33,7 @@ ROLES = ("retriever", "reranker")
 FAMILIES: dict[str, str] = {
     "biencoder": "retrieval_lab.models.biencoder:BiEncoder",
     "cross_encoder": "retrieval_lab.models.cross_encoder:CrossEncoder",
+    "colbert": "retrieval_lab.models.colbert:ColBERT",
 }
 
 

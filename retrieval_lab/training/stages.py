@@ -53,7 +53,7 @@ TRAINING_RECORD = "training.json"
 # stage settings that change how a trained model is used, not the model (re-ranking depth, inference batch,
 # retrieval depth, index, embedding storage) and the first stage's config (keyed by its run's content instead)
 # and the backbone's name or path (keyed by its content instead)
-_NOT_IN_KEY = ("depth", "batch_size", "k", "index", "embeddings_dtype", "negatives", "_target_", "model")
+_NOT_IN_KEY = ("depth", "batch_size", "k", "index", "search", "embeddings_dtype", "negatives", "_target_", "model")
 # training settings that do not change the weights
 _TRAIN_NOT_IN_KEY = ("resume_from", "checkpoint_every_n_steps", "log_every_n_steps", "enabled")
 
@@ -251,7 +251,11 @@ def train_reranker(cfg: DictConfig, ctx, backbone: str, load_model, run: Run | N
 
 
 def default_temperature(model) -> float:
-    """0.05 for cosine similarities (scores in [-1, 1] need sharpening for a softmax), 1 for dot products."""
+    """The family's own ``default_temperature`` when it has one (ColBERT: 1, the paper trains on raw MaxSim sums);
+    else 0.05 for cosine similarities (scores in [-1, 1] need sharpening for a softmax), 1 for dot products."""
+    own = getattr(model, "default_temperature", None)
+    if own is not None:
+        return float(own)
     return 0.05 if getattr(model, "similarity", None) == "cosine" else 1.0
 
 
