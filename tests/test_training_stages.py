@@ -124,3 +124,16 @@ def test_a_stage_loss_without_a_name_is_refused(tmp_path):
     ctx = ctx_of(tmp_path, "+reranker.train.loss.margin=1.0")
     with pytest.raises(ValueError, match="reranker.train.loss|cross_encoder.train.loss"):
         stage_loss_config(ctx.cfg.reranker, ctx)
+
+
+def test_colbert_search_and_storage_settings_do_not_retrain_but_model_settings_do(tmp_path):
+    def colbert(*overrides):
+        return key(tmp_path, "retriever=colbert", *overrides, stage="retriever")
+
+    base = colbert()
+    assert base == colbert("retriever.search.nprobe=3", "retriever.search.candidates=100")
+    assert base == colbert("retriever.search.mode=exhaustive", "retriever.search.partitions=64")
+    assert base == colbert("retriever.embeddings_dtype=float32")  # how the store keeps the vectors, not the model
+    changed = [colbert("retriever.dim=32"), colbert("retriever.query_augmentation=false"),
+               colbert("retriever.interaction=avgsim"), colbert("retriever.train.loss.name=softmax")]
+    assert base not in changed and len(set(changed)) == len(changed)
