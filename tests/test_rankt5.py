@@ -42,3 +42,23 @@ def test_enc_variant_gradient_reaches_the_encoder():
     enc_grads = [p.grad for n, p in r.model.named_parameters() if n.startswith("encoder.") and p.grad is not None]
     assert enc_grads and max(float(g.abs().max()) for g in enc_grads) > 0
     assert r.head.weight.grad is not None
+
+
+def test_monot5_score_is_log_softmax_over_false_and_true_by_hand():
+    from retrieval_lab.models.rankt5 import MonoT5
+
+    torch.manual_seed(0)
+    model = T5ForConditionalGeneration.from_pretrained(str(TINY_T5)).eval()
+    tok = AutoTokenizer.from_pretrained(str(TINY_T5))
+    m = MonoT5(model, tok, max_length=20).eval()
+    batch = m.tokenize_pairs(["is water wet"], ["water is a liquid " * 30])
+    ids = batch["input_ids"][0].tolist()
+    suffix = tok("Relevant:", add_special_tokens=False)["input_ids"]
+    assert len(ids) == 20 and ids[-1 - len(suffix):-1] == suffix  # the suffix survives the cut
+    with torch.no_grad():
+        got = m(batch)
+        logits = model(**batch, decoder_input_ids=torch.zeros((1, 1), dtype=torch.long)).logits[0, 0]
+    f, t = logits[tok.convert_tokens_to_ids("▁false")], logits[tok.convert_tokens_to_ids("▁true")]
+    want = t - torch.logsumexp(torch.stack([f, t]), 0)
+    torch.testing.assert_close(got[0], want, rtol=1e-5, atol=1e-5)
+    assert got[0] < 0

@@ -10,9 +10,13 @@
   embedding (scaled by ``d_model ** -0.5`` when the model says so, as ``T5ForConditionalGeneration`` does with tied
   embeddings), never the full-vocabulary projection and no generation.
 
-Status: first step of the issue "RankT5 encoder-only and encoder-decoder rerankers" (issue 10): the family's scoring
+monoT5 (Nogueira et al., 2020), the generation baseline (:class:`MonoT5`): ``Query: {q} Document: {d} Relevant:``,
+the decoder trained to say ``true`` or ``false``; the score is the log-probability of ``true`` from the softmax
+over those two logits alone.
+
+Status: first step of the issue "RankT5 encoder-only and encoder-decoder rerankers" (issue 10): the families' scoring
 and tokenisation, checked against Hugging Face's model; not registered yet (no preset, no training through the
-pipeline, no monoT5).
+pipeline).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["RankT5", "VARIANTS"]
+__all__ = ["RankT5", "MonoT5", "VARIANTS"]
 
 VARIANTS = ("encdec", "enc")
 POOLINGS = ("first", "mean")
@@ -58,18 +62,22 @@ class RankT5(nn.Module):
                 "pooling": self.pooling}
 
     # -- tokenisation ----------------------------------------------------------------------
+    SUFFIX = ""  # text after the document (monoT5: " Relevant:")
+
     def tokenize_pairs(self, queries: Sequence[str], docs: Sequence[str]) -> dict[str, torch.Tensor]:
-        """``Query: {q} Document: {d}`` + ``</s>``, at most ``max_length`` tokens, cutting only the document (a
-        query too long for the budget keeps the template and the query whole and gets no document tokens)."""
+        """``Query: {q} Document: {d}`` (+ the family's suffix) + ``</s>``, at most ``max_length`` tokens, cutting
+        only the document (a query too long for the budget keeps the template and the query whole and gets no
+        document tokens)."""
         if len(queries) != len(docs):
             raise ValueError(f"{len(queries)} queries but {len(docs)} documents")
         tok = self.tokenizer
         heads = tok([f"Query: {q} Document:" for q in queries], add_special_tokens=False)["input_ids"]
         bodies = tok([str(d) for d in docs], add_special_tokens=False)["input_ids"]
+        tail = tok(self.SUFFIX.strip(), add_special_tokens=False)["input_ids"] if self.SUFFIX else []
         rows = []
         for head, body in zip(heads, bodies):
-            room = max(self.max_length - len(head) - 1, 0)
-            rows.append([*head, *body[:room], tok.eos_token_id])
+            room = max(self.max_length - len(head) - len(tail) - 1, 0)
+            rows.append([*head, *body[:room], *tail, tok.eos_token_id])
         width = max(len(r) for r in rows)
         input_ids = torch.full((len(rows), width), tok.pad_token_id, dtype=torch.long)
         attention = torch.zeros((len(rows), width), dtype=torch.long)
@@ -103,3 +111,41 @@ class RankT5(nn.Module):
             hidden = hidden * (self.model.model_dim ** -0.5)
         row = self.model.get_output_embeddings().weight[self.score_token_id]
         return (hidden.float() @ row.float()).float()
+
+
+class MonoT5(RankT5):
+    """monoT5: ``Query: {q} Document: {d} Relevant:``; score = log P(true) over the two logits (true, false) at
+    the first decoder step. Only those two rows of the output embedding are used."""
+
+    family = "monot5"
+    SUFFIX = " Relevant:"
+    SETTINGS = ("max_length",)
+
+    def __init__(self, model: nn.Module, tokenizer: Any, *, max_length: int = 512, true_token: str = "true",
+                 false_token: str = "false") -> None:
+        super().__init__(model, tokenizer, variant="encdec", max_length=max_length)
+        ids = []
+        for word in (false_token, true_token):
+            pieces = tokenizer(word, add_special_tokens=False)["input_ids"]
+            if len(pieces) != 1:
+                raise ValueError(f"monoT5 needs {word!r} to be one token of the vocabulary; it is {pieces}")
+            ids.append(pieces[0])
+        self.false_id, self.true_id = ids
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return {"max_length": self.max_length}
+
+    def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        ids = batch["input_ids"].to(self.device)
+        mask = batch["attention_mask"].to(self.device)
+        encoded = self.model.get_encoder()(input_ids=ids, attention_mask=mask).last_hidden_state
+        start = torch.full((ids.shape[0], 1), int(self.model.config.decoder_start_token_id), dtype=torch.long,
+                           device=ids.device)
+        hidden = self.model.get_decoder()(input_ids=start, encoder_hidden_states=encoded,
+                                          encoder_attention_mask=mask).last_hidden_state[:, 0]
+        if getattr(self.model.config, "scale_decoder_outputs", getattr(self.model.config, "tie_word_embeddings", False)):
+            hidden = hidden * (self.model.model_dim ** -0.5)
+        rows = self.model.get_output_embeddings().weight[[self.false_id, self.true_id]]  # [2, d]
+        two = hidden.float() @ rows.float().T  # [n, 2]: (false, true)
+        return torch.log_softmax(two, dim=-1)[:, 1]
