@@ -23,8 +23,8 @@ class StageContext:
     def record_index(self, stage: Any, *, kind: str, hit: bool, nbytes: int, docs: int) -> None:
         """Note a stage's index for the efficiency report: kind, cache hit or built, bytes on disk (total, per
         document). Keyed by the stage object, so a baseline and a retriever of the same name stay apart."""
-        self.indexes.setdefault(id(stage), {}).update({"index": kind, "index_cache": "hit" if hit else "built", "index_bytes": int(nbytes),
-                               "index_bytes_per_doc": round(nbytes / max(docs, 1), 1)})
+        self.record_search(stage, index=kind, index_cache="hit" if hit else "built", index_bytes=int(nbytes),
+                           index_bytes_per_doc=round(nbytes / max(docs, 1), 1))
 
     def record_search(self, stage: Any, **fields: Any) -> None:
         """Add facts about a stage's index or search (latency split, candidate recall, footprint) to its

@@ -34,14 +34,14 @@ from typing import Any
 
 import numpy as np
 
-from retrieval_lab.indexes.token_store import TokenStore
+from retrieval_lab.indexes.faiss_index import MIN_POINTS_PER_CENTROID  # faiss's k-means minimum per centroid
+from retrieval_lab.indexes.token_store import TokenStore, as_rows
 
 __all__ = ["TokenIVF", "MultiVectorIndex", "plan_ivf", "MODES"]
 
 log = logging.getLogger(__name__)
 
 MODES = ("end_to_end", "exhaustive")
-MIN_POINTS_PER_CENTROID = 39  # faiss's k-means warns below this many training points per centroid
 IVF_FILE, IVF_SETTINGS = "ivfpq.faiss", "ivfpq.json"
 
 
@@ -188,7 +188,7 @@ class MultiVectorIndex:
 
     def search_one(self, query: Any, k: int, timer: dict[str, float] | None = None) -> tuple[dict[str, float], np.ndarray]:
         """``(top-k {doc id: score}, store positions of the candidate documents scored)`` for one query."""
-        q = np.asarray(query.detach().cpu().float() if hasattr(query, "detach") else query, dtype=np.float32)
+        q = as_rows(query)
         timer = timer if timer is not None else {}
         if self.mode == "exhaustive" or len(q) == 0:
             docs = np.arange(len(self.store))
@@ -235,7 +235,7 @@ class MultiVectorIndex:
         positions each query's search scored (searched again when not given)."""
         rec10, rec100, top10 = [], [], []
         for i, (qid, q) in enumerate(zip(qids, queries)):
-            q = np.asarray(q.detach().cpu().float() if hasattr(q, "detach") else q, dtype=np.float32)
+            q = as_rows(q)
             if len(q) == 0:
                 continue
             scores = self.store.score_all(q, self.similarity, self.interaction)

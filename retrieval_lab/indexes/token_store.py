@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["TokenStore", "TokenStoreWriter", "STORE_DTYPES"]
+__all__ = ["TokenStore", "TokenStoreWriter", "STORE_DTYPES", "as_rows"]
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,8 @@ INTERACTIONS = ("maxsim", "avgsim")
 CHUNK_DOCS = 32  # documents per gathered block: ~3 MB of float32 at 180 x 128, cache-sized
 
 
-def _as_rows(x: Any) -> np.ndarray:
+def as_rows(x: Any) -> np.ndarray:
+    """An array or tensor of vectors ``[n, dim]`` (any device, any float dtype) -> float32 ndarray."""
     if hasattr(x, "detach"):  # torch.Tensor, without importing torch
         x = x.detach().float().cpu().numpy()
     x = np.asarray(x, dtype=np.float32)
@@ -73,7 +74,7 @@ class TokenStoreWriter:
         """One ``[n_i, dim]`` array (or tensor) per document, in the order of ``doc_ids``."""
         if len(doc_ids) != len(embeddings):
             raise ValueError(f"{len(doc_ids)} doc ids but {len(embeddings)} embedding arrays")
-        rows = [_as_rows(e) for e in embeddings]
+        rows = [as_rows(e) for e in embeddings]
         for doc_id, r in zip(doc_ids, rows):
             if r.shape[1] != self.dim:
                 raise ValueError(f"document {doc_id!r}: token vectors of {r.shape[1]} dims, the store has {self.dim}")
@@ -220,9 +221,8 @@ class TokenStore:
             raise ValueError(f"similarity must be one of {SIMILARITIES}, got {similarity!r}")
         if interaction not in INTERACTIONS:
             raise ValueError(f"interaction must be one of {INTERACTIONS}, got {interaction!r}")
-        q = torch.as_tensor(np.asarray(query.detach().cpu() if hasattr(query, "detach") else query,
-                                       dtype=np.float32))
-        if q.dim() != 2 or q.shape[1] != self.dim:
+        q = torch.from_numpy(as_rows(query))
+        if q.shape[1] != self.dim:
             raise ValueError(f"query vectors of shape {tuple(q.shape)}; the store holds {self.dim}-dim vectors")
         docs = np.asarray(docs, dtype=np.int64)
         out = np.zeros(len(docs), dtype=np.float32)

@@ -285,6 +285,18 @@ def supports_token_types(model: torch.nn.Module, n: int = 2) -> bool:
     return "token_type_ids" in inspect.signature(model.forward).parameters
 
 
+def pad_rows(rows: Sequence[Sequence[int]], pad_id: int, pad_to: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token id rows built by hand (markers, templates) -> ``(input_ids, attention_mask)`` ``[n, L]``, padded with
+    ``pad_id`` to the longest row (or to ``pad_to``)."""
+    length = pad_to or max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(rows), length), dtype=torch.long)
+    for i, r in enumerate(rows):
+        input_ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+        attention[i, : len(r)] = 1
+    return input_ids, attention
+
+
 def length_sorted_batches(texts: Sequence[Any], batch_size: int, key: Callable[[Any], int] | None = None) -> Iterator[list[int]]:
     """Index batches over ``texts``, longest first, each batch of similar length.
 

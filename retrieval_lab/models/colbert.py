@@ -57,6 +57,7 @@ from retrieval_lab.models.backbone import (
     family_settings,
     given_settings,
     load_pretrained,
+    pad_rows,
     resolve_backbone,
     save_family,
 )
@@ -242,12 +243,7 @@ class ColBERT(nn.Module):
         cut = torch.tensor([len(ids) > room for ids in body["input_ids"]], dtype=torch.bool)
         cls, sep, pad = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id, self.tokenizer.pad_token_id
         rows = [[cls, marker, *ids[:room], sep] for ids in body["input_ids"]]
-        length = pad_to or max(len(r) for r in rows)
-        input_ids = torch.full((len(rows), length), pad, dtype=torch.long)
-        attention = torch.zeros((len(rows), length), dtype=torch.long)
-        for i, r in enumerate(rows):
-            input_ids[i, : len(r)] = torch.tensor(r)
-            attention[i, : len(r)] = 1
+        input_ids, attention = pad_rows(rows, pad, pad_to)
         return input_ids, attention, cut
 
     def tokenize_queries(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:

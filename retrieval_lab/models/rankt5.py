@@ -27,6 +27,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from retrieval_lab.models.backbone import pad_rows
+
 __all__ = ["RankT5", "MonoT5", "VARIANTS"]
 
 VARIANTS = ("encdec", "enc")
@@ -78,12 +80,7 @@ class RankT5(nn.Module):
         for head, body in zip(heads, bodies):
             room = max(self.max_length - len(head) - len(tail) - 1, 0)
             rows.append([*head, *body[:room], *tail, tok.eos_token_id])
-        width = max(len(r) for r in rows)
-        input_ids = torch.full((len(rows), width), tok.pad_token_id, dtype=torch.long)
-        attention = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, r in enumerate(rows):
-            input_ids[i, : len(r)] = torch.tensor(r)
-            attention[i, : len(r)] = 1
+        input_ids, attention = pad_rows(rows, tok.pad_token_id)
         return {"input_ids": input_ids, "attention_mask": attention}
 
     # -- the model -------------------------------------------------------------------------
@@ -91,11 +88,27 @@ class RankT5(nn.Module):
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    def _encode(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The encoder's output ``[n, T, d]`` and the attention mask, on the model's device."""
+        mask = batch["attention_mask"].to(self.device)
+        ids = batch["input_ids"].to(self.device)
+        return self.model.get_encoder()(input_ids=ids, attention_mask=mask).last_hidden_state, mask
+
+    def _first_decoder_state(self, encoded: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The decoder's hidden state ``[n, d]`` at its first step (from the start token), scaled as
+        ``T5ForConditionalGeneration`` scales it before the output projection: a row of that projection times this
+        is the token's logit."""
+        start = torch.full((encoded.shape[0], 1), int(self.model.config.decoder_start_token_id), dtype=torch.long,
+                           device=encoded.device)
+        hidden = self.model.get_decoder()(input_ids=start, encoder_hidden_states=encoded,
+                                          encoder_attention_mask=mask).last_hidden_state[:, 0]
+        if getattr(self.model.config, "scale_decoder_outputs", getattr(self.model.config, "tie_word_embeddings", False)):
+            hidden = hidden * (self.model.model_dim ** -0.5)
+        return hidden.float()
+
     def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Tokenised pairs -> one float32 score per pair ``[n]``."""
-        ids = batch["input_ids"].to(self.device)
-        mask = batch["attention_mask"].to(self.device)
-        encoded = self.model.get_encoder()(input_ids=ids, attention_mask=mask).last_hidden_state
+        encoded, mask = self._encode(batch)
         if self.variant == "enc":
             if self.pooling == "first":
                 pooled = encoded[:, 0]
@@ -103,14 +116,8 @@ class RankT5(nn.Module):
                 m = mask.unsqueeze(-1).to(encoded.dtype)
                 pooled = (encoded * m).sum(1) / m.sum(1).clamp(min=1)
             return self.head(pooled.float()).squeeze(-1).float()
-        start = torch.full((ids.shape[0], 1), int(self.model.config.decoder_start_token_id), dtype=torch.long,
-                           device=ids.device)
-        hidden = self.model.get_decoder()(input_ids=start, encoder_hidden_states=encoded,
-                                          encoder_attention_mask=mask).last_hidden_state[:, 0]
-        if getattr(self.model.config, "scale_decoder_outputs", getattr(self.model.config, "tie_word_embeddings", False)):
-            hidden = hidden * (self.model.model_dim ** -0.5)
         row = self.model.get_output_embeddings().weight[self.score_token_id]
-        return (hidden.float() @ row.float()).float()
+        return self._first_decoder_state(encoded, mask) @ row.float()
 
 
 class MonoT5(RankT5):
@@ -137,15 +144,6 @@ class MonoT5(RankT5):
         return {"max_length": self.max_length}
 
     def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        ids = batch["input_ids"].to(self.device)
-        mask = batch["attention_mask"].to(self.device)
-        encoded = self.model.get_encoder()(input_ids=ids, attention_mask=mask).last_hidden_state
-        start = torch.full((ids.shape[0], 1), int(self.model.config.decoder_start_token_id), dtype=torch.long,
-                           device=ids.device)
-        hidden = self.model.get_decoder()(input_ids=start, encoder_hidden_states=encoded,
-                                          encoder_attention_mask=mask).last_hidden_state[:, 0]
-        if getattr(self.model.config, "scale_decoder_outputs", getattr(self.model.config, "tie_word_embeddings", False)):
-            hidden = hidden * (self.model.model_dim ** -0.5)
         rows = self.model.get_output_embeddings().weight[[self.false_id, self.true_id]]  # [2, d]
-        two = hidden.float() @ rows.float().T  # [n, 2]: (false, true)
+        two = self._first_decoder_state(*self._encode(batch)) @ rows.float().T  # [n, 2]: (false, true)
         return torch.log_softmax(two, dim=-1)[:, 1]

@@ -99,7 +99,7 @@ class ModelReranker(Reranker):
 
         from retrieval_lab.retrievers.model import token_store_for
 
-        if getattr(self, "_store", None) is None:
+        if self._store is None:
             self._store = token_store_for(self)
         store, hit, path = self._store
         by_query: dict[str, list[int]] = {}

@@ -189,11 +189,11 @@ def token_store_for(stage):
     store, hit = cached_folder(path, write, TokenStore.load)
     if hit:
         log.info("%s: reusing the token store at %s", stage.name, path)
-    bare = int((store.lengths <= 3).sum())  # [CLS], [D], [SEP] and nothing else
-    if bare:
-        example = store.doc_ids[int((store.lengths <= 3).argmax())]
+    bare = store.lengths <= 3  # [CLS], [D], [SEP] and nothing else
+    if bare.any():
         log.warning("%s: %d documents have no content tokens (empty, or punctuation only; e.g. %r): only their "
-                    "[CLS], [D] and [SEP] vectors are stored, and they are scored on those", stage.name, bare, example)
+                    "[CLS], [D] and [SEP] vectors are stored, and they are scored on those", stage.name,
+                    int(bare.sum()), store.doc_ids[int(bare.argmax())])
     return store, hit, path
 
 
