@@ -263,3 +263,31 @@ def test_a_fresh_colbert_is_the_same_model_whatever_the_global_seed():
     state = torch.random.get_rng_state()
     ColBERT.from_pretrained(str(TINY_BERT), dim=16)
     assert torch.equal(state, torch.random.get_rng_state())  # the caller's generator is left as it was
+
+
+@pytest.mark.parametrize("loss", ["pairwise_softmax", "softmax", "poly1", "pairwise_logistic", "pointwise_ce",
+                                  "margin"])
+def test_every_loss_trains_colbert_through_the_retriever_module(loss):
+    """One signature for every loss: each gives a finite loss on ColBERT's in-batch MaxSim scores, and a step along
+    its gradient lowers it."""
+    from retrieval_lab.losses import build_loss
+    from retrieval_lab.training.data import RetrieverCollator, RetrieverPairDataset
+    from tests.test_ddp import _collection
+
+    torch.manual_seed(0)
+    m = ColBERT.from_pretrained(str(TINY_BERT), dim=16, query_max_length=8, doc_max_length=12).eval()
+    c, run = _collection()
+    ds = RetrieverPairDataset(c, "train", run, num_hard_negatives=1, hard_negative_depth=8, seed=0)
+    batch = RetrieverCollator(m.tokenize_queries, m.tokenize_docs)([ds[i] for i in range(4)])
+    from retrieval_lab.training.modules import RetrieverModule
+
+    module = RetrieverModule(m, build_loss(loss), temperature=1.0)
+    before, *_ = module.loss_scores_labels(batch)
+    assert torch.isfinite(before)
+    before.backward()
+    with torch.no_grad():
+        for p in m.parameters():
+            if p.grad is not None:
+                p -= 1e-2 * p.grad
+    after, *_ = module.loss_scores_labels(batch)
+    assert after < before
