@@ -22,16 +22,19 @@ def main(cfg: DictConfig) -> float | None:
     import warnings
 
     warnings.formatwarning = _one_line_warning
+    from retrieval_lab.hub import BackboneError, check_stage_models
+
     try:
         validate_config(cfg)  # unknown keys (a `+key=...` Hydra let through), impossible values, resume_from
-    except ConfigError as error:
+        # a model no stage can load (offline, not a folder) stops the run before any import of torch or any stage
+        check_stage_models(cfg)
+    except (ConfigError, BackboneError) as error:
         stop_with(error)
 
     from lightning.fabric.utilities.exceptions import MisconfigurationException
     from omegaconf.errors import OmegaConfBaseException
 
     from retrieval_lab.data.errors import CollectionError
-    from retrieval_lab.models.backbone import BackboneError
     from retrieval_lab.pipeline import run_pipeline  # imported late: --help and --cfg stay fast
 
     try:
@@ -39,7 +42,7 @@ def main(cfg: DictConfig) -> float | None:
     # bad data, a model that cannot be loaded, a setting the data or the machine cannot satisfy (faiss on a GPU that
     # is not there, an unwritable cache_dir, Lightning refusing the hardware): our errors say what to do
     except (CollectionError, ConfigError, BackboneError, ValueError, KeyError, OSError, RuntimeError,
-            MisconfigurationException, OmegaConfBaseException) as error:
+            FloatingPointError, MisconfigurationException, OmegaConfBaseException) as error:
         stop_with(error)
 
 

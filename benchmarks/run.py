@@ -3,6 +3,10 @@
     python -m benchmarks.run bm25 [faiss ...] [--data DIR] [--out benchmarks/results] [--repeats N] [--quick]
     python -m benchmarks.run --list
 
+Benchmarks: ``bm25``, ``colbert_index``, ``encode``, ``faiss``, ``maxsim``, ``train``, ``rankt5`` (RankT5 / MonoT5
+scoring and training vs the plain Hugging Face T5 path), one ``benchmarks/bench_NAME.py`` each. A ``--quick`` run
+(smoke sizes) prints its table but writes nothing unless ``--out`` is given.
+
 ``NAME`` runs ``benchmarks/bench_NAME.py`` (protocol in ``benchmarks/__init__.py``). For each one the runner
 writes ``OUT/NAME.json`` (rows, notes, and the environment: machine, load average before and after, package
 versions, git commit) and ``OUT/NAME.md`` (the same table as printed). Timings on a shared machine move with
@@ -182,10 +186,11 @@ def main(argv=None) -> int:
     ap.add_argument("names", nargs="*", help=f"benchmarks to run; available: {', '.join(available())}")
     ap.add_argument("--data", type=Path, default=None,
                     help=f"collections root (default: ${DATA_ENV}, else {DEFAULT_DATA})")
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where NAME.json and NAME.md go")
+    ap.add_argument("--out", type=Path, default=None,
+                    help=f"where NAME.json and NAME.md go (default {DEFAULT_OUT}; --quick: only when given)")
     ap.add_argument("--repeats", type=int, default=None, help="timing repeats (default: each benchmark's own)")
     ap.add_argument("--quick", action="store_true",
-                    help="tiny sizes, for a smoke test (benchmarks whose run() takes quick=); use with --out elsewhere")
+                    help="tiny sizes, for a smoke test (benchmarks whose run() takes quick=); writes only with --out")
     ap.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     args = ap.parse_args(argv)
 
@@ -197,11 +202,18 @@ def main(argv=None) -> int:
         ap.error(f"unknown benchmark(s) {unknown}; available: {available()}")
     data_dir = args.data or Path(os.environ.get(DATA_ENV) or DEFAULT_DATA)
 
-    args.out.mkdir(parents=True, exist_ok=True)
+    out = args.out or DEFAULT_OUT
+    dry = args.quick and args.out is None  # a smoke run does not overwrite the committed results
+    if not dry:
+        out.mkdir(parents=True, exist_ok=True)
     for name in args.names:
-        module, rows, notes, env = run_one(name, data_dir, args.repeats, args.quick, args.out)
-        print(write(name, module, rows, notes, env, args.out), flush=True)
-        print(f"wrote {args.out / (name + '.json')} and {args.out / (name + '.md')}", file=sys.stderr)
+        module, rows, notes, env = run_one(name, data_dir, args.repeats, args.quick, None if dry else out)
+        if dry:
+            print(render(name, module, rows, notes, env), flush=True)
+            print(f"--quick without --out: nothing written for {name}", file=sys.stderr)
+            continue
+        print(write(name, module, rows, notes, env, out), flush=True)
+        print(f"wrote {out / (name + '.json')} and {out / (name + '.md')}", file=sys.stderr)
     return 0
 
 

@@ -77,6 +77,10 @@ class TrainConfig:
     # (null = all) (query, positive, negative) triples instead of the collection's train split + first-stage run
     triples: Optional[str] = None
     max_triples: Optional[int] = None
+    # rerankers: score at most this many (query, doc) pairs per forward pass, each pass recomputed in backward
+    # (activation checkpointing); the loss still sees whole lists, so the gradient is the unsplit one. null: all
+    micro_batch_size: Optional[int] = None
+    gradient_checkpointing: bool = False  # the backbone's own (Hugging Face) activation checkpointing
 
 
 # ------------------------------------------------------------------------------------ retriever
@@ -235,6 +239,41 @@ class ColBERTRerankerConfig(ColBERTSettings, ModelRerankerConfig):
     train: TrainConfig = field(default_factory=lambda: TrainConfig(enabled=True))
 
 
+T5_MODEL = "t5-base"  # the RankT5 paper's base size; offline, point reranker.model at a local folder
+
+
+def _t5_train() -> TrainConfig:
+    """RankT5's set-up (section 5.1): lists of 36 (1 relevant + 35 from the first stage's top 1000), a constant
+    learning rate of 1e-4."""
+    return TrainConfig(enabled=True, list_size=36, sample_depth=1000, lr=1e-4, schedule="constant", warmup_steps=0)
+
+
+@dataclass
+class RankT5Config(ModelRerankerConfig):
+    """RankT5 (retrieval_lab/models/rankt5.py): ``variant=encdec`` scores the first decoder step's logit of
+    ``score_token``; ``variant=enc`` pools the encoder and applies a dense layer."""
+
+    name: str = "rankt5"
+    family: str = "rankt5"
+    model: str = T5_MODEL
+    variant: str = "encdec"  # encdec | enc
+    max_length: int = 128  # input tokens (MS MARCO setting of the paper); only the document is cut
+    score_token: str = "<extra_id_10>"  # EncDec: whose logit is the score
+    pooling: str = "first"  # Enc: first | mean
+    train: TrainConfig = field(default_factory=_t5_train)
+
+
+@dataclass
+class MonoT5Config(ModelRerankerConfig):
+    """monoT5 (retrieval_lab/models/rankt5.py): ``... Relevant:`` -> log P(true) over (false, true)."""
+
+    name: str = "monot5"
+    family: str = "monot5"
+    model: str = T5_MODEL
+    max_length: int = 128
+    train: TrainConfig = field(default_factory=_t5_train)
+
+
 # ----------------------------------------------------------------------------------------- loss
 
 
@@ -336,7 +375,7 @@ SCHEMAS: dict[str, dict[str, type]] = {
     "dataset": {"dataset": DatasetConfig},
     "retriever": {"bm25": BM25Config, "run": RunFileConfig, "biencoder": BiEncoderConfig, "colbert": ColBERTConfig},
     "reranker": {"none": NoRerankerConfig, "cross_encoder": CrossEncoderConfig, "biencoder": BiEncoderRerankerConfig,
-                 "colbert": ColBERTRerankerConfig},
+                 "colbert": ColBERTRerankerConfig, "rankt5": RankT5Config, "monot5": MonoT5Config},
     "loss": {
         "pointwise_ce": PointwiseCEConfig,
         "pairwise_logistic": PairwiseLogisticConfig,
@@ -542,6 +581,10 @@ def _stage_values(cfg, stage, path: str) -> list[str]:
     need("interaction", lambda v: v in ("maxsim", "avgsim"), "one of ['maxsim', 'avgsim']")
     if stage.get("family") == "colbert":
         need("similarity", lambda v: v in ("cosine", "l2"), "one of ['cosine', 'l2'] for ColBERT")
+    if stage.get("family") in ("rankt5", "monot5"):
+        need("variant", lambda v: v in ("encdec", "enc"), "one of ['encdec', 'enc'] (RankT5-EncDec or RankT5-Enc)")
+        need("pooling", lambda v: v in ("first", "mean"), "one of ['first', 'mean'] (RankT5-Enc's pooling)")
+        need("max_length", lambda v: v >= 8, "must be >= 8 (the template alone takes several tokens)")
     train = stage.get("train")
     if train is None:
         return problems
@@ -569,6 +612,7 @@ def _stage_values(cfg, stage, path: str) -> list[str]:
     need("log_every_n_steps", lambda v: v >= 1, "must be >= 1", t, where)
     need("checkpoint_every_n_steps", lambda v: v >= 1, "must be >= 1 (or null)", t, where)
     need("max_triples", lambda v: v >= 1, "must be >= 1 (or null: all)", t, where)
+    need("micro_batch_size", lambda v: v >= 1, "must be >= 1 (pairs per forward pass; or null: all at once)", t, where)
     need("schedule", lambda v: v in ("linear", "constant"), "expected linear or constant", t, where)
     loss = t.get("loss") if t.get("loss") is not None else cfg.get("loss")
     loss_name = str(loss.get("name")) if loss is not None and loss.get("name") is not None else None

@@ -23,6 +23,7 @@ from retrieval_lab.context import StageContext, default_cache_dir
 from retrieval_lab.data import load_collection
 from retrieval_lab.data.runs import write_trec_run
 from retrieval_lab.hardware import resolve_precision
+from retrieval_lab.hub import check_stage_models
 from retrieval_lab.evaluation import evaluate, metrics_table, paired_test, write_metrics
 from retrieval_lab.evaluation.metrics import parse_metric
 from retrieval_lab.retrievers import build_stage
@@ -86,6 +87,7 @@ def run_pipeline(cfg: DictConfig) -> float:
             parse_metric(str(name))
         except ValueError as error:
             raise ValueError(f"eval.metrics: {error}") from None
+    check_stage_models(cfg)  # a model that cannot be loaded stops the run now, not after an earlier stage has trained
     out = output_dir()
     for note in resolve_precision(cfg.hardware):  # before config.yaml: it records what ran
         log.info(note)

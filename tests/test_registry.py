@@ -25,7 +25,7 @@ def test_every_registered_family_loads_and_states_its_roles():
         cls = family_class(name)
         assert cls.family == name and set(cls.roles) <= {"retriever", "reranker"} and cls.roles
     assert families_for("retriever") == ["biencoder", "colbert"]
-    assert set(families_for("reranker")) == {"biencoder", "cross_encoder", "colbert"}
+    assert set(families_for("reranker")) == {"biencoder", "cross_encoder", "colbert", "rankt5", "monot5"}
     assert family_class("colbert").index_kind == "multi_vector"  # readable on the class
 
 

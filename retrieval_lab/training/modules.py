@@ -255,12 +255,27 @@ class RankingModule(pl.LightningModule):
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
         loss, n = self.compute_loss(batch)
+        self._check_finite(loss, batch_idx)
         self._last_batch_size = n
         self.log("train/loss", loss.detach(), prog_bar=True, batch_size=n)
         opt = self.optimizers(use_pl_optimizer=False) if self._trainer is not None else None
         if opt is not None:
             self.log("train/lr", opt.param_groups[0]["lr"], batch_size=n)
         return loss
+
+    def _check_finite(self, loss: Tensor, batch_idx: int) -> None:
+        """Stop training at the first NaN or inf loss, naming the step (every rank stops: the flag is reduced across
+        processes, so no rank waits for a gradient its peer will never send)."""
+        finite = torch.isfinite(loss.detach()).all().to(torch.int32).reshape(1)
+        if _distributed():
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        if not bool(finite.item()):
+            raise FloatingPointError(
+                f"training stopped: the loss is {loss.detach().item()} at optimiser step {self.global_step} "
+                f"(batch {batch_idx} of epoch {self.current_epoch}; on this rank or another). Lower the learning rate "
+                f"(train.lr={self.hparams.lr}), clip gradients (train.gradient_clip_val=1.0), or train in fp32 "
+                "(hardware.precision=32-true)"
+            )
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         now = time.perf_counter()
@@ -390,7 +405,20 @@ class RerankerModule(RankingModule):
     are put back into ``[B, L]`` and the loss sees ``loss(scores, labels, mask)``. Pointwise, pairwise and
     listwise losses all work on these lists (RankT5: for pointwise losses the paper upsamples positives; that
     is a weighting the loss would do, not the lists).
+
+    ``micro_batch_size`` (pairs; None = all at once): the pairs go through the model in chunks of at most this
+    many, each under activation checkpointing (``torch.utils.checkpoint``, non-reentrant): the forward pass keeps
+    only each chunk's scores, and the backward pass recomputes one chunk at a time, so memory holds one chunk's
+    activations while the loss still sees every list whole. The gradient is the unsplit one (up to float rounding;
+    dropout draws are replayed). Each chunk is cut to its own longest pair.
     """
+
+    def __init__(self, model: nn.Module, loss: nn.Module, lr: float = 2e-5, weight_decay: float = 0.01,
+                 warmup_steps: int = 0, warmup_ratio: float | None = None, schedule: str = "linear", val_k: int = 10,
+                 micro_batch_size: int | None = None) -> None:
+        if micro_batch_size is not None and int(micro_batch_size) < 1:
+            raise ValueError(f"micro_batch_size must be >= 1 (or None), got {micro_batch_size}")
+        super().__init__(model, loss, lr, weight_decay, warmup_steps, warmup_ratio, schedule, val_k)
 
     def compute_loss(self, batch: Mapping[str, Any]) -> tuple[Tensor, int]:
         scores = self.score_lists(batch)
@@ -398,8 +426,28 @@ class RerankerModule(RankingModule):
         mask = batch["mask"].to(scores.device)
         return self.loss(scores, labels, mask), scores.shape[0]
 
+    def score_pairs(self, pairs: Mapping[str, Tensor]) -> Tensor:
+        """Scores ``[n]`` of tokenised pairs, in micro-batches when ``micro_batch_size`` is set."""
+        size = self.hparams.get("micro_batch_size")
+        n = int(next(iter(pairs.values())).shape[0])
+        if not size or n <= size:
+            return self.model(pairs)
+        from torch.utils.checkpoint import checkpoint
+
+        parts = []
+        for start in range(0, n, int(size)):
+            chunk = {k: v[start:start + int(size)] for k, v in pairs.items()}
+            if "attention_mask" in chunk:  # cut the chunk's padding columns (right padding)
+                width = int(chunk["attention_mask"].sum(1).max())
+                chunk = {k: (v[:, :width] if v.dim() == 2 else v) for k, v in chunk.items()}
+            if torch.is_grad_enabled():
+                parts.append(checkpoint(self.model, chunk, use_reentrant=False))
+            else:
+                parts.append(self.model(chunk))
+        return torch.cat(parts)
+
     def score_lists(self, batch: Mapping[str, Any]) -> Tensor:
-        flat = self.model(batch["pairs"])
+        flat = self.score_pairs(batch["pairs"])
         mask = batch["mask"].to(flat.device)
         if flat.dim() != 1 or flat.shape[0] != int(mask.sum()):
             raise ValueError(

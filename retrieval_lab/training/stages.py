@@ -55,7 +55,9 @@ TRAINING_RECORD = "training.json"
 # and the backbone's name or path (keyed by its content instead)
 _NOT_IN_KEY = ("depth", "batch_size", "k", "index", "search", "embeddings_dtype", "negatives", "_target_", "model")
 # training settings that do not change the weights
-_TRAIN_NOT_IN_KEY = ("resume_from", "checkpoint_every_n_steps", "log_every_n_steps", "enabled")
+# (micro-batching and activation checkpointing trade time for memory: the gradient is the same, tests/test_rankt5.py)
+_TRAIN_NOT_IN_KEY = ("resume_from", "checkpoint_every_n_steps", "log_every_n_steps", "enabled", "micro_batch_size",
+                     "gradient_checkpointing")
 
 
 def _plain(node: Any) -> Any:
@@ -157,6 +159,11 @@ def _fit_and_export(module, loader, cfg: DictConfig, ctx, stage: str, key: str, 
 
         n = set_attention_dropout(module.model, float(cfg.train.attention_dropout))
         log.info("%s: attention dropout %s in %d attention modules", stage, cfg.train.attention_dropout, n)
+    if cfg.train.get("gradient_checkpointing"):
+        from retrieval_lab.models.backbone import enable_gradient_checkpointing
+
+        n = enable_gradient_checkpointing(module.model)
+        log.info("%s: gradient checkpointing in %d backbone(s)", stage, n)
     trainer = build_trainer(
         ctx.hardware, cfg.train, output_dir=ctx.stage_dir(stage),
         logger=ctx.logger.get_lightning_logger(), enable_progress_bar=ctx.show_progress,
@@ -244,7 +251,8 @@ def train_reranker(cfg: DictConfig, ctx, backbone: str, load_model, run: Run | N
     model = load_model(backbone)  # after seeding: a new score head is initialised the same way every time
     loader = _loader(dataset, t.batch_size, seed, RerankerCollator(model.tokenize_pairs))
     module = RerankerModule(model, loss_from_config(loss_cfg), lr=t.lr, weight_decay=t.weight_decay,
-                            warmup_steps=t.warmup_steps, warmup_ratio=t.get("warmup_ratio"), schedule=t.schedule)
+                            warmup_steps=t.warmup_steps, warmup_ratio=t.get("warmup_ratio"), schedule=t.schedule,
+                            micro_batch_size=t.get("micro_batch_size"))
     log.info("training %s on %s, loss=%s", cfg.name, source, loss_cfg["name"])
     record = _base_record(cfg, ctx, stage, seed, loss_cfg, run, run_name)
     return _fit_and_export(module, loader, cfg, ctx, stage, key, record)
