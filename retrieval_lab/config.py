@@ -209,6 +209,12 @@ class NoRerankerConfig:
     _target_: Optional[str] = None
     name: str = "none"
     depth: int = 0
+    # unused without a second stage. They exist because Hydra composes a sweep's own config (`-m reranker=a,b`)
+    # with the default reranker (this one) and every non-swept override: `reranker.model=...` or
+    # `reranker.train.max_steps=...` beside a swept reranker group must find the key here too
+    model: Optional[str] = None
+    batch_size: Optional[int] = None
+    train: TrainConfig = field(default_factory=TrainConfig)
 
 
 @dataclass

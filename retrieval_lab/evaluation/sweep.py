@@ -104,3 +104,108 @@ def summarize(sweep_dir: str | Path, metrics: list[str] | None = None, reference
 def _job_order(path: Path):
     name = path.parent.name
     return (0, int(name)) if name.isdigit() else (1, name)
+
+
+# ------------------------------------------------------------------------------- model x loss (RankT5 Table 1)
+
+#: how a reranker's family (and variant) and a loss are named in the RankT5 paper's Table 1
+MODEL_NAMES = {("monot5", None): "monoT5", ("rankt5", "encdec"): "RankT5-EncDec", ("rankt5", "enc"): "RankT5-Enc",
+               ("cross_encoder", None): "BERT"}
+LOSS_NAMES = {"pointwise_ce": "PointCE", "pairwise_logistic": "Pair", "softmax": "Softmax", "poly1": "Poly1"}
+MODEL_ORDER = ["BERT", "monoT5", "RankT5-EncDec", "RankT5-Enc"]
+
+
+def _model_and_loss(job_dir: Path) -> tuple[str, str]:
+    """(model, loss) of a finished job, from the config.yaml the pipeline wrote (the reranker stage's own
+    ``train.loss`` when it has one, else the loss group); monoT5 trained with the pointwise loss is the paper's
+    "Generation" (its true/false loss)."""
+    cfg = yaml.safe_load((job_dir / "config.yaml").read_text())
+    reranker = cfg.get("reranker") or {}
+    family = str(reranker.get("family") or reranker.get("name"))
+    variant = reranker.get("variant") if family == "rankt5" else None
+    model = MODEL_NAMES.get((family, variant), f"{family}" + (f"-{variant}" if variant else ""))
+    loss_cfg = (reranker.get("train") or {}).get("loss") or cfg.get("loss") or {}
+    loss = str(loss_cfg.get("name"))
+    if model == "monoT5" and loss == "pointwise_ce":
+        return model, "Generation"
+    return model, LOSS_NAMES.get(loss, loss)
+
+
+def model_loss_table(sweep_dirs, metrics=("mrr@10", "ndcg@5", "ndcg@10", "map"), reference=("monoT5", "Generation"),
+                     test: str = "t", alpha: float = 0.05, fmt: str = "markdown") -> str:
+    """The layout of RankT5's Table 1 from finished sweep folders: a row per (model, loss) of the jobs' last stage
+    (mean over seeds when a setting ran with several), the given metrics, and a dagger on a value whose paired test
+    against the ``reference`` row (per query, seeds averaged) gives p <= ``alpha`` with the row better, as in the
+    paper (uncorrected; the Holm-corrected p of the first metric is listed under the table)."""
+    jobs = [load_job(p.parent) for d in ([sweep_dirs] if isinstance(sweep_dirs, (str, Path)) else sweep_dirs)
+            for p in sorted(Path(d).glob("*/metrics.json"), key=_job_order)]
+    if not jobs:
+        raise FileNotFoundError(f"{sweep_dirs}: no finished job (no */metrics.json)")
+    metrics = list(metrics)
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for job in jobs:
+        missing = [m for m in metrics if m not in job["metrics"]]
+        if missing:
+            raise KeyError(f"{job['dir']}: metrics {missing} were not computed; run the sweep with "
+                           f"eval.metrics=[{','.join(metrics)}] (the rankt5_table1 experiment preset does)")
+        groups[_model_and_loss(job["dir"])].append(job)
+
+    def order(key):
+        model, loss = key
+        losses = ["Generation", *LOSS_NAMES.values()]
+        return (MODEL_ORDER.index(model) if model in MODEL_ORDER else len(MODEL_ORDER), model,
+                losses.index(loss) if loss in losses else len(losses), loss)
+
+    keys = sorted(groups, key=order)
+
+    def per_query(key, metric):
+        qs: dict[str, list[float]] = defaultdict(list)
+        for job in groups[key]:
+            for qid, v in job["per_query"][metric].items():
+                qs[qid].append(v)
+        return {q: float(np.mean(v)) for q, v in qs.items()}
+
+    means = {k: {m: float(np.mean([j["metrics"][m] for j in groups[k]])) for m in metrics} for k in keys}
+    ref = tuple(reference) if tuple(reference) in groups else None
+    marks: dict[tuple, dict[str, str]] = {k: {m: "" for m in metrics} for k in keys}
+    pvals: dict[tuple, dict[str, float]] = {}
+    if ref is not None and test != "none":
+        for k in keys:
+            if k == ref:
+                continue
+            pvals[k] = {m: paired_test(per_query(ref, m), per_query(k, m), test=test) for m in metrics}
+            for m in metrics:
+                if pvals[k][m] <= alpha and means[k][m] > means[ref][m]:
+                    marks[k][m] = "†"
+    header = ["Model", "Loss", *[m.replace("ndcg", "NDCG").replace("mrr", "MRR").replace("map", "MAP")
+                                 for m in metrics], "seeds"]
+    best = {m: max(means[k][m] for k in keys) for m in metrics}
+
+    def cell(k, m):
+        text = f"{means[k][m]:.4f}{marks[k][m]}"
+        if fmt == "markdown" and len(keys) > 1 and round(means[k][m], 4) == round(best[m], 4):
+            return f"**{text}**"
+        if fmt == "latex":
+            text = text.replace("†", "$^\\dagger$")
+            return f"\\textbf{{{text}}}" if len(keys) > 1 and round(means[k][m], 4) == round(best[m], 4) else text
+        return text
+
+    rows = [[k[0], k[1], *[cell(k, m) for m in metrics], str(len(groups[k]))] for k in keys]
+    if fmt == "latex":
+        lines = ["\\begin{tabular}{ll" + "r" * (len(metrics) + 1) + "}", "\\toprule", " & ".join(header) + " \\\\",
+                 "\\midrule", *[" & ".join(r) + " \\\\" for r in rows], "\\bottomrule", "\\end{tabular}"]
+    else:
+        widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+        fmt_row = (lambda r: "| " + " | ".join(str(x).ljust(w) for x, w in zip(r, widths)) + " |")
+        lines = [fmt_row(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *[fmt_row(r) for r in rows]]
+    n_queries = len(next(iter(jobs))["per_query"][metrics[0]])
+    if ref is None:
+        lines.append(f"\nno {reference[0]} / {reference[1]} row: no significance marks")
+    elif test != "none":
+        lines.append(f"\n† paired {test}-test against {ref[0]} ({ref[1]}) over {n_queries} queries, p <= {alpha}, "
+                     f"row better (uncorrected, as the paper). Holm-corrected p on {metrics[0]}:")
+        others = [k for k in keys if k != ref]
+        for k, p_holm in zip(others, holm([pvals[k][metrics[0]] for k in others])):
+            lines.append(f"- {k[0]} {k[1]}: {means[k][metrics[0]] - means[ref][metrics[0]]:+.4f} "
+                         f"(p={pvals[k][metrics[0]]:.4g}, Holm p={p_holm:.4g})")
+    return "\n".join(lines)
