@@ -444,9 +444,9 @@ def run(data_dir=None, repeats: int | None = None, quick: bool = False, config: 
                      "computes the score in fp32)",
         "not the same": "HF's forward also returns its KV cache (use_cache default) and runs the full LM head; the "
                         "HF AdamW decays the layer-norm weights too (ours: only >= 2-dim parameters), same cost",
-        **({"bf16, ours": "RankT5.forward / MonoT5.two_logits call the decoder inside their autocast-off block, so "
-                          "under bf16 autocast ours runs the decoder step (its cross-attention K/V over every "
-                          "encoder token included) in fp32 while HF runs it in bf16"} if "bf16" in precisions else {}),
+        **({"bf16, ours": "the T5 stack (encoder and the decoder step) runs under autocast as HF's does; only the "
+                          "last product (the token's row, monoT5's two logits and their softmax) is computed in "
+                          "float32"} if "bf16" in precisions else {}),
         "load average (1/5/15 min) before and after each precision": [[round(x, 2) for x in v] for v in load],
     })
     return {"rows": rows, "notes": notes}

@@ -524,6 +524,8 @@ def _bad_values(cfg) -> list[str]:
 
 
 _SIGNIFICANCE = ("t", "randomization", "none")
+#: families trained on lists of (query, document) pairs (rerankers/model.py: those with tokenize_pairs)
+_PAIR_FAMILIES = ("cross_encoder", "rankt5", "monot5")
 _TRAIN_PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "bf16-true", "16-mixed", "16-true", "64-true")
 _INFERENCE_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
@@ -619,6 +621,9 @@ def _stage_values(cfg, stage, path: str) -> list[str]:
     need("checkpoint_every_n_steps", lambda v: v >= 1, "must be >= 1 (or null)", t, where)
     need("max_triples", lambda v: v >= 1, "must be >= 1 (or null: all)", t, where)
     need("micro_batch_size", lambda v: v >= 1, "must be >= 1 (pairs per forward pass; or null: all at once)", t, where)
+    if t.get("micro_batch_size") is not None and not (path == "reranker" and stage.get("family") in _PAIR_FAMILIES):
+        problems.append(f"`{where}.micro_batch_size={t.micro_batch_size}`: only rerankers that read query and document "
+                        f"together train in micro-batches ({', '.join(_PAIR_FAMILIES)}); remove it (or null)")
     need("schedule", lambda v: v in ("linear", "constant"), "expected linear or constant", t, where)
     loss = t.get("loss") if t.get("loss") is not None else cfg.get("loss")
     loss_name = str(loss.get("name")) if loss is not None and loss.get("name") is not None else None

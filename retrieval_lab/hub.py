@@ -103,8 +103,9 @@ def require_available(name_or_path: str | os.PathLike[str], key: str) -> None:
     name = os.fspath(name_or_path)
     try:
         resolved = resolve_backbone(name)
-    except BackboneError as err:
-        raise BackboneError(f"`{key}={name}`: {err}") from None
+    except BackboneError:
+        raise BackboneError(f"`{key}={name}` looks like a local path but is not a folder: point {key} at a folder "
+                            "holding config.json and the weights") from None
     if os.path.isdir(resolved):
         return
     try:
@@ -119,6 +120,10 @@ def require_available(name_or_path: str | os.PathLike[str], key: str) -> None:
     if hub_offline():
         raise BackboneError(f"`{key}={name}`: not a local folder and not in the local Hugging Face cache, and "
                             f"HF_HUB_OFFLINE is set, so it cannot be downloaded. {fix}")
+    reachable, why = _hub_reachable()
+    if not reachable:
+        raise BackboneError(f"`{key}={name}`: not a local folder and not in the local Hugging Face cache, and the Hub "
+                            f"cannot be reached ({why}). {fix}")
     try:
         from huggingface_hub import hf_hub_download
 
@@ -126,6 +131,23 @@ def require_available(name_or_path: str | os.PathLike[str], key: str) -> None:
     except Exception as err:
         raise BackboneError(f"`{key}={name}`: not a local folder, not in the local Hugging Face cache, and the Hub "
                             f"did not give it ({type(err).__name__}: {str(err).splitlines()[0][:200]}). {fix}") from None
+
+
+def _hub_reachable(timeout: float = 3.0) -> tuple[bool, str]:
+    """One TCP connection to the Hub's endpoint (``HF_ENDPOINT``), ``timeout`` seconds at most: the download itself
+    retries with back-off for tens of seconds when there is no network."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True, ""
+    except OSError as err:
+        return False, f"{host}:{port}: {err.strerror or type(err).__name__}"
 
 
 def check_stage_models(cfg: Any) -> None:

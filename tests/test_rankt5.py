@@ -143,8 +143,14 @@ def test_scores_stay_float32_under_bf16_autocast():
                   MonoT5.from_pretrained(TINY_T5)):
         fp32 = model.score_pairs(*PAIRS, precision="fp32", show_progress=False)
         batch = model.tokenize_pairs(*PAIRS)
+        stack = model.model.get_decoder() if model.variant == "encdec" else model.model.get_encoder()
+        dtypes = []
+        linear = next(m for m in stack.block[-1].modules() if isinstance(m, torch.nn.Linear))  # an attention projection
+        hook = linear.register_forward_hook(lambda m, args, out: dtypes.append(out.dtype))
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
             bf16 = model.inference_scores(batch)
+        hook.remove()
+        assert dtypes == [torch.bfloat16]  # the T5 stack itself runs under autocast (the speed of bf16)
         assert bf16.dtype == torch.float32
         torch.testing.assert_close(bf16, fp32, rtol=0.05, atol=0.05)
 
@@ -327,3 +333,93 @@ def test_a_model_of_t5_base_size_trains_one_step_on_a_list_of_36_and_scores(tmp_
     scores = model.score_pairs(["why does it rain"] * 8, [long] * 4 + ["cats and dogs"] * 4, batch_size=4,
                                show_progress=False)
     assert scores.shape == (8,) and torch.isfinite(scores).all()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# review follow-ups: other T5 kinds, chunking really happens, activation checkpointing, long queries, a missing head
+
+
+@pytest.mark.parametrize("config_name,model_name,kw", [
+    ("T5Config", "T5ForConditionalGeneration", {}),  # tied head: t5-base (scaled)
+    ("T5Config", "T5ForConditionalGeneration", {"tie_word_embeddings": False}),  # flan-t5 (not scaled)
+    ("MT5Config", "MT5ForConditionalGeneration", {}),  # mT5: never scaled
+    ("UMT5Config", "UMT5ForConditionalGeneration", {}),
+])
+def test_the_encdec_score_is_the_logit_for_every_t5_kind(config_name, model_name, kw):
+    import transformers
+
+    tok = AutoTokenizer.from_pretrained(str(TINY_T5))
+    torch.manual_seed(0)
+    config = getattr(transformers, config_name)(vocab_size=len(tok), d_model=64, d_kv=16, d_ff=128, num_layers=1,
+                                                num_heads=2, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1,
+                                                **kw)
+    hf = getattr(transformers, model_name)(config).eval()
+    r = RankT5(hf, tok).eval()
+    batch = r.tokenize_pairs(*PAIRS)
+    with torch.no_grad():
+        want = hf(**batch, decoder_input_ids=torch.zeros((3, 1), dtype=torch.long)).logits[:, 0, r.score_token_id]
+        got = r(batch)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_micro_batches_run_chunk_by_chunk_and_recompute_in_backward():
+    from retrieval_lab.losses import build_loss
+    from retrieval_lab.training.modules import RerankerModule
+
+    model = RankT5.from_pretrained(TINY_T5, variant="enc", max_length=24).eval()
+    widths = []
+    hook = model.model.get_encoder().register_forward_pre_hook(
+        lambda m, args, kwargs: widths.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True)
+    batch = _list_batch(model)
+    full = tuple(batch["pairs"]["input_ids"].shape)
+    loss, _ = RerankerModule(model, build_loss("softmax"), micro_batch_size=4).compute_loss(batch)
+    forward = list(widths)
+    loss.backward()
+    hook.remove()
+    assert [s[0] for s in forward] == [4, 4, 4, 3]  # 15 pairs in chunks of 4
+    assert all(s[1] <= full[1] for s in forward) and any(s[1] < full[1] for s in forward)  # each cut to its own width
+    assert sorted(widths[len(forward):]) == sorted(forward)  # each chunk recomputed once in the backward pass
+
+
+@pytest.mark.parametrize("variant", ["encdec", "enc"])
+def test_activation_checkpointing_gives_the_same_gradient_in_train_mode(variant):
+    """Unlike micro-batches (dropout drawn per chunk, so micro_batch_size is part of the model's cache key),
+    checkpointing replays the same dropout draws: the gradient is bit for bit the same, with dropout on."""
+    from retrieval_lab.losses import build_loss
+    from retrieval_lab.models.backbone import enable_gradient_checkpointing
+    from retrieval_lab.training.modules import RerankerModule
+
+    model = RankT5.from_pretrained(TINY_T5, variant=variant, max_length=24).train()
+    batch = _list_batch(model)
+    module = RerankerModule(model, build_loss("poly1"))
+    torch.manual_seed(3)
+    loss_a, grads_a = _grads(module, batch)
+    assert enable_gradient_checkpointing(model) == 1 and model.model.is_activation_checkpointing
+    torch.manual_seed(3)
+    loss_b, grads_b = _grads(module, batch)
+    assert torch.equal(loss_a, loss_b)
+    for name in grads_a:
+        assert torch.equal(grads_a[name], grads_b[name]), name
+    torch.manual_seed(4)
+    loss_c, _ = _grads(module, batch)
+    assert not torch.equal(loss_a, loss_c)  # dropout is on: another seed gives another loss
+
+
+def test_a_query_longer_than_the_budget_is_cut_keeping_the_template(caplog):
+    r = tiny(max_length=32)
+    long_query = "why does the rain fall on the plains " * 20
+    with caplog.at_level("WARNING"):
+        batch = r.tokenize_pairs([long_query, "rain"], ["a document", "a document"])
+    assert batch["input_ids"].shape[1] == 32
+    ids = batch["input_ids"][0].tolist()
+    marker = r.tokenizer(" Document:", add_special_tokens=False)["input_ids"]
+    assert ids[-1] == r.tokenizer.eos_token_id and ids[-1 - len(marker):-1] == marker
+    assert ids[:2] == r.tokenizer("Query:", add_special_tokens=False)["input_ids"][:2]
+    assert "1 of 2 queries are longer than max_length=32" in caplog.text
+
+
+def test_a_saved_enc_folder_without_its_head_fails(tmp_path):
+    RankT5.from_pretrained(TINY_T5, variant="enc").save_pretrained(tmp_path / "enc")
+    (tmp_path / "enc" / HEAD_FILE).unlink()
+    with pytest.raises(BackboneError, match=r"RankT5-Enc model but has no rankt5_head.safetensors"):
+        RankT5.from_pretrained(tmp_path / "enc")

@@ -177,11 +177,11 @@ def test_the_table1_layout_with_daggers_from_paired_tests_by_hand(tmp_path):
     text = model_loss_table(tmp_path / "sweep")
     rows = {line.split("|")[1].strip() + "/" + line.split("|")[2].strip(): line for line in text.splitlines()
             if line.startswith("| ") and not line.startswith("| Model")}
-    assert list(rows) == ["monoT5/Generation", "RankT5-EncDec/Pair", "RankT5-EncDec/Poly1", "RankT5-Enc/Softmax"]
+    assert list(rows) == ["monoT5/Generation (true/false)", "RankT5-EncDec/Pair", "RankT5-EncDec/Poly1", "RankT5-Enc/Softmax"]
     ref = values[("monot5", "pointwise_ce")]
     for (reranker, loss), v in values.items():
         label = {"monot5": "monoT5", "rankt5_encdec": "RankT5-EncDec", "rankt5_enc": "RankT5-Enc"}[reranker] + "/" + \
-            {"pointwise_ce": "Generation", "poly1": "Poly1", "softmax": "Softmax", "pairwise_logistic": "Pair"}[loss]
+            {"pointwise_ce": "Generation (true/false)", "poly1": "Poly1", "softmax": "Softmax", "pairwise_logistic": "Pair"}[loss]
         row = rows[label]
         assert f"{v.mean():.4f}" in row
         p = ttest_rel(ref, v).pvalue if reranker != "monot5" else 1.0
@@ -206,7 +206,28 @@ def test_the_table1_preset_runs_as_one_sweep_with_a_tiny_t5(tmp_path):
     assert table.returncode == 0, table.stderr[-2000:]
     lines = [line for line in table.stdout.splitlines() if line.startswith("| ") and "Model" not in line]
     assert [tuple(c.strip() for c in line.split("|")[1:3]) for line in lines[:9]] == [
-        ("monoT5", "Generation"), ("monoT5", "Pair"), ("monoT5", "Softmax"), ("monoT5", "Poly1"),
+        ("monoT5", "Generation (true/false)"), ("monoT5", "Pair"), ("monoT5", "Softmax"), ("monoT5", "Poly1"),
         ("RankT5-EncDec", "PointCE"), ("RankT5-EncDec", "Pair"), ("RankT5-EncDec", "Softmax"),
         ("RankT5-EncDec", "Poly1"), ("RankT5-Enc", "PointCE")]
     assert (sweep / "table1.md").is_file()
+
+
+def test_micro_batches_are_refused_where_nothing_would_use_them():
+    with pytest.raises(ConfigError, match=r"`retriever.train.micro_batch_size=4`: only rerankers that read query"):
+        validate_config(cfg(*HEADLINE, "retriever.train.micro_batch_size=4"))
+    validate_config(cfg(*HEADLINE, "reranker.train.micro_batch_size=4"))
+
+
+def test_an_unreachable_hub_fails_at_start_up_in_seconds(tmp_path):
+    """No HF_HUB_OFFLINE, no cached copy, and a Hub that refuses connections: one quick connection attempt, not the
+    download's retries with back-off (about 24 s without network)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env.update(HF_HOME=str(tmp_path / "empty-hf-home"), HF_ENDPOINT="http://127.0.0.1:9")
+    start = time.perf_counter()
+    out, result = run_py(tmp_path, *HEADLINE, "logger=none", env=env)
+    assert result.returncode == 2 and time.perf_counter() - start < 30
+    error = result.stderr.strip().splitlines()[-1]
+    assert "`reranker.model=t5-base`" in error and "cannot be reached (127.0.0.1:9" in error, result.stderr[-2000:]
+    out, result = run_py(tmp_path, *HEADLINE, "logger=none", "reranker.model=./no-such-folder", name="path", env=env)
+    assert "`reranker.model=./no-such-folder` looks like a local path but is not a folder: point reranker.model" in \
+        result.stderr

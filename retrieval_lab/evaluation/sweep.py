@@ -113,6 +113,9 @@ MODEL_NAMES = {("monot5", None): "monoT5", ("rankt5", "encdec"): "RankT5-EncDec"
                ("cross_encoder", None): "BERT"}
 LOSS_NAMES = {"pointwise_ce": "PointCE", "pairwise_logistic": "Pair", "softmax": "Softmax", "poly1": "Poly1"}
 MODEL_ORDER = ["BERT", "monoT5", "RankT5-EncDec", "RankT5-Enc"]
+#: monoT5 trained with the pointwise loss on logit(true) - logit(false): its true/false generation loss taken over
+#: those two words (the paper's "Generation" normalises over the whole vocabulary)
+GENERATION = "Generation (true/false)"
 
 
 def _model_and_loss(job_dir: Path) -> tuple[str, str]:
@@ -127,11 +130,11 @@ def _model_and_loss(job_dir: Path) -> tuple[str, str]:
     loss_cfg = (reranker.get("train") or {}).get("loss") or cfg.get("loss") or {}
     loss = str(loss_cfg.get("name"))
     if model == "monoT5" and loss == "pointwise_ce":
-        return model, "Generation"
+        return model, GENERATION
     return model, LOSS_NAMES.get(loss, loss)
 
 
-def model_loss_table(sweep_dirs, metrics=("mrr@10", "ndcg@5", "ndcg@10", "map"), reference=("monoT5", "Generation"),
+def model_loss_table(sweep_dirs, metrics=("mrr@10", "ndcg@5", "ndcg@10", "map"), reference=("monoT5", GENERATION),
                      test: str = "t", alpha: float = 0.05, fmt: str = "markdown") -> str:
     """The layout of RankT5's Table 1 from finished sweep folders: a row per (model, loss) of the jobs' last stage
     (mean over seeds when a setting ran with several), the given metrics, and a dagger on a value whose paired test
@@ -152,7 +155,7 @@ def model_loss_table(sweep_dirs, metrics=("mrr@10", "ndcg@5", "ndcg@10", "map"),
 
     def order(key):
         model, loss = key
-        losses = ["Generation", *LOSS_NAMES.values()]
+        losses = [GENERATION, *LOSS_NAMES.values()]
         return (MODEL_ORDER.index(model) if model in MODEL_ORDER else len(MODEL_ORDER), model,
                 losses.index(loss) if loss in losses else len(losses), loss)
 
@@ -199,6 +202,9 @@ def model_loss_table(sweep_dirs, metrics=("mrr@10", "ndcg@5", "ndcg@10", "map"),
         fmt_row = (lambda r: "| " + " | ".join(str(x).ljust(w) for x, w in zip(r, widths)) + " |")
         lines = [fmt_row(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *[fmt_row(r) for r in rows]]
     n_queries = len(next(iter(jobs))["per_query"][metrics[0]])
+    if any(k[1] == GENERATION for k in keys):
+        lines.append(f"\n{GENERATION}: monoT5 trained with loss=pointwise_ce on logit(true) - logit(false), i.e. its "
+                     "true/false loss over those two words (the paper's softmax runs over the whole vocabulary)")
     if ref is None:
         lines.append(f"\nno {reference[0]} / {reference[1]} row: no significance marks")
     elif test != "none":

@@ -225,11 +225,17 @@ def enable_gradient_checkpointing(family: torch.nn.Module) -> int:
     it; returns how many. :class:`BackboneError` when none does, so the setting never silently does nothing."""
     count = 0
     for module in family.modules():
-        if getattr(module, "supports_gradient_checkpointing", False) and hasattr(module, "gradient_checkpointing_enable"):
-            if getattr(module, "is_gradient_checkpointing", False):
-                continue
-            module.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-            count += 1
+        if not getattr(module, "supports_gradient_checkpointing", False):
+            continue
+        kwargs = {"use_reentrant": False}
+        if hasattr(module, "activation_checkpointing_enable"):  # transformers >= 5 (the old name is deprecated)
+            if not module.is_activation_checkpointing:
+                module.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+                count += 1
+        elif hasattr(module, "gradient_checkpointing_enable"):
+            if not module.is_gradient_checkpointing:
+                module.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+                count += 1
     if not count:
         raise BackboneError(f"{type(family).__name__} has no backbone with gradient checkpointing "
                             "(train.gradient_checkpointing=true)")

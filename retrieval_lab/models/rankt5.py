@@ -34,6 +34,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -54,6 +55,8 @@ from retrieval_lab.models.backbone import (
 from retrieval_lab.models.inference import batched_inference
 
 __all__ = ["RankT5", "MonoT5", "VARIANTS", "POOLINGS", "HEAD_FILE", "INIT_SEED"]
+
+log = logging.getLogger(__name__)
 
 VARIANTS = ("encdec", "enc")
 POOLINGS = ("first", "mean")
@@ -129,8 +132,9 @@ class RankT5(nn.Module):
 
     def tokenize_pairs(self, queries: Sequence[str], docs: Sequence[str]) -> dict[str, torch.Tensor]:
         """``Query: {q} Document: {d}`` (+ the family's suffix) + ``</s>``, at most ``max_length`` tokens, cutting
-        only the document (a query too long for the budget keeps the template and the query whole and gets no
-        document tokens)."""
+        only the document. A query too long for the budget on its own (template and suffix included) is the one
+        exception: it is cut to fit, keeps ``Document:`` and the suffix, gets no document tokens, and a warning
+        counts such queries."""
         if len(queries) != len(docs):
             raise ValueError(f"{len(queries)} queries but {len(docs)} documents")
         tok = self.tokenizer
@@ -139,10 +143,20 @@ class RankT5(nn.Module):
         bodies = tok([str(d) for d in docs], add_special_tokens=False, truncation=True,
                      max_length=self.max_length)["input_ids"]
         tail = tok(self.SUFFIX.strip(), add_special_tokens=False)["input_ids"] if self.SUFFIX else []
-        rows = []
+        rows, cut = [], 0
+        marker = None
         for head, body in zip(heads, bodies):
+            if len(head) + len(tail) + 1 > self.max_length:  # the query alone overflows: cut it, keep "Document:"
+                if marker is None:
+                    marker = tok(" Document:", add_special_tokens=False)["input_ids"]
+                keep = max(self.max_length - len(marker) - len(tail) - 1, 1)
+                head = head[: keep] + marker
+                cut += 1
             room = max(self.max_length - len(head) - len(tail) - 1, 0)
             rows.append([*head, *body[:room], *tail, tok.eos_token_id])
+        if cut:
+            log.warning("%s: %d of %d queries are longer than max_length=%d tokens with the template: cut (no "
+                        "document tokens left for them)", type(self).__name__, cut, len(rows), self.max_length)
         input_ids, attention = pad_rows(rows, tok.pad_token_id)
         return {"input_ids": input_ids, "attention_mask": attention}
 
@@ -166,8 +180,7 @@ class RankT5(nn.Module):
         hidden = self.model.get_decoder()(input_ids=start, encoder_hidden_states=encoded,
                                           encoder_attention_mask=mask, use_cache=False).last_hidden_state[:, 0]
         hidden = hidden.float()
-        # transformers >= 5 keeps the flag in scale_decoder_outputs; before, a tied head implied the scaling
-        if getattr(self.model.config, "scale_decoder_outputs", getattr(self.model.config, "tie_word_embeddings", False)):
+        if _scales_decoder_outputs(self.model.config):
             hidden = hidden * (self.model.model_dim ** -0.5)
         return hidden
 
@@ -243,6 +256,9 @@ class RankT5(nn.Module):
         model = load_pretrained(loader.from_pretrained, path, dtype=torch.float32)
         tokenizer = load_pretrained(AutoTokenizer.from_pretrained, path)
         head = None
+        if variant == "enc" and saved.get("variant") == "enc" and not (Path(path) / HEAD_FILE).is_file():
+            raise BackboneError(f"{os.fspath(name_or_path)!r} was saved as a RankT5-Enc model but has no {HEAD_FILE}: "
+                                "its trained score head is missing (an incomplete copy?)")
         if variant == "enc" and (Path(path) / HEAD_FILE).is_file():
             from safetensors.torch import load_file
 
@@ -266,6 +282,19 @@ class RankT5(nn.Module):
             save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()},
                       str(path / HEAD_FILE))
         save_family(path, self.model, self.tokenizer, self.family, self.settings)
+
+
+def _scales_decoder_outputs(config: Any) -> bool:
+    """Whether Hugging Face's model multiplies the decoder output by ``d_model ** -0.5`` before its LM head: T5 in
+    transformers >= 5 says so in ``scale_decoder_outputs`` (a tied head, as t5-base; flan-t5's untied head is not
+    scaled); mT5's model never scales; umT5 (and T5 configs written before the flag) scale when the head is tied.
+    ``tests/test_rankt5.py`` checks each against the model's own logits."""
+    flag = getattr(config, "scale_decoder_outputs", None)
+    if flag is not None:
+        return bool(flag)
+    if str(getattr(config, "model_type", "")) == "mt5":
+        return False
+    return bool(getattr(config, "tie_word_embeddings", False))
 
 
 def _title(variant: str) -> str:
@@ -321,5 +350,6 @@ class MonoT5(RankT5):
 
     def inference_scores(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """``log P(true)`` from the softmax over (false, true): monoT5's score."""
-        with _float32(self.device):
-            return torch.log_softmax(self.two_logits(batch), dim=-1)[:, 1]
+        two = self.two_logits(batch)  # the T5 stack under the caller's autocast; the two logits in float32
+        with _float32(two.device):
+            return torch.log_softmax(two, dim=-1)[:, 1]

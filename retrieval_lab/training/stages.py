@@ -55,8 +55,9 @@ TRAINING_RECORD = "training.json"
 # and the backbone's name or path (keyed by its content instead)
 _NOT_IN_KEY = ("depth", "batch_size", "k", "index", "search", "embeddings_dtype", "negatives", "_target_", "model")
 # training settings that do not change the weights
-# (micro-batching and activation checkpointing trade time for memory: the gradient is the same, tests/test_rankt5.py)
-_TRAIN_NOT_IN_KEY = ("resume_from", "checkpoint_every_n_steps", "log_every_n_steps", "enabled", "micro_batch_size",
+# (activation checkpointing replays the same dropout draws: bit-identical gradients, tests/test_rankt5.py; micro-batches
+# draw dropout per chunk, so micro_batch_size stays in the key)
+_TRAIN_NOT_IN_KEY = ("resume_from", "checkpoint_every_n_steps", "log_every_n_steps", "enabled",
                      "gradient_checkpointing")
 
 
