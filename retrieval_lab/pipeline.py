@@ -88,6 +88,7 @@ def run_pipeline(cfg: DictConfig) -> float:
         except ValueError as error:
             raise ValueError(f"eval.metrics: {error}") from None
     check_stage_models(cfg)  # a model that cannot be loaded stops the run now, not after an earlier stage has trained
+    _warn_unused_reranker_settings(cfg)
     out = output_dir()
     for note in resolve_precision(cfg.hardware):  # before config.yaml: it records what ran
         log.info(note)
@@ -104,6 +105,20 @@ def run_pipeline(cfg: DictConfig) -> float:
         logger.finish()  # closes the W&B run (and prints where an offline run is) even when a stage fails
     print(report)  # the last thing a run prints: its result table and where its outputs are
     return value
+
+
+def _warn_unused_reranker_settings(cfg: DictConfig) -> None:
+    """``reranker=none`` carries ``model`` / ``train`` only so that a sweep over the reranker group composes with
+    them (config.py: NoRerankerConfig); set there, they do nothing: say so."""
+    reranker = cfg.get("reranker")
+    if reranker is None or reranker.get("_target_"):
+        return
+    unused = [f"reranker.{k}" for k in ("model", "batch_size") if reranker.get(k) is not None]
+    if reranker.get("train") is not None and reranker.train.get("enabled"):
+        unused.append("reranker.train.enabled")
+    if unused:
+        log.warning("reranker=none: %s set but no second stage runs (choose one: reranker=cross_encoder, rankt5, ...)",
+                    ", ".join(unused))
 
 
 def _library_logs_to_file() -> None:

@@ -415,7 +415,10 @@ def test_a_query_longer_than_the_budget_is_cut_keeping_the_template(caplog):
     marker = r.tokenizer(" Document:", add_special_tokens=False)["input_ids"]
     assert ids[-1] == r.tokenizer.eos_token_id and ids[-1 - len(marker):-1] == marker
     assert ids[:2] == r.tokenizer("Query:", add_special_tokens=False)["input_ids"][:2]
-    assert "1 of 2 queries are longer than max_length=32" in caplog.text
+    assert "1 of 2 queries of a batch are longer than max_length=32" in caplog.text
+    with caplog.at_level("WARNING"):
+        r.tokenize_pairs([long_query], ["a document"])
+    assert caplog.text.count("longer than max_length") == 1 and r.queries_cut == 2  # warned once, counted always
 
 
 def test_a_saved_enc_folder_without_its_head_fails(tmp_path):

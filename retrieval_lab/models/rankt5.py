@@ -109,6 +109,7 @@ class RankT5(nn.Module):
         if self.USES_SCORE_TOKEN and (token_id is None or token_id == tokenizer.unk_token_id):
             raise ValueError(f"score_token {score_token!r} is not in the tokenizer's vocabulary")
         self.score_token_id = int(token_id) if token_id is not None else -1
+        self.queries_cut, self._warned_cut = 0, False  # queries too long for max_length on their own
         if variant == "enc" and head is None:
             head = nn.Linear(int(model.config.d_model), 1)
             with torch.no_grad():  # a fixed generator: an untrained Enc model does not depend on the global seed
@@ -155,8 +156,12 @@ class RankT5(nn.Module):
             room = max(self.max_length - len(head) - len(tail) - 1, 0)
             rows.append([*head, *body[:room], *tail, tok.eos_token_id])
         if cut:
-            log.warning("%s: %d of %d queries are longer than max_length=%d tokens with the template: cut (no "
-                        "document tokens left for them)", type(self).__name__, cut, len(rows), self.max_length)
+            self.queries_cut += cut
+            if not self._warned_cut:  # once per model: tokenize_pairs runs once per batch
+                self._warned_cut = True
+                log.warning("%s: %d of %d queries of a batch are longer than max_length=%d tokens with the template: "
+                            "cut, with no document tokens left for them (warned once; the model's queries_cut counts "
+                            "them)", type(self).__name__, cut, len(rows), self.max_length)
         input_ids, attention = pad_rows(rows, tok.pad_token_id)
         return {"input_ids": input_ids, "attention_mask": attention}
 

@@ -12,7 +12,8 @@ weights depend on and nothing they do not:
   collection's content and its relevance threshold (which decides the positives), the negatives run's content
   (:func:`~retrieval_lab.cache.run_digest`: a run file or a model-backed first stage is keyed by what it ranked,
   not by its path or name), the stage's settings, its loss, the training precision and devices, the seeds;
-* not: ``resume_from``, checkpoint and logging intervals, re-ranking depth, inference batch size, index settings.
+* not: ``resume_from``, checkpoint and logging intervals, ``gradient_checkpointing`` (it replays the same dropout
+  draws: bit-identical gradients), re-ranking depth, inference batch size, index settings.
 
 Each training stage is seeded from (seed, train.seed, stage) when it starts (Lightning's ``seed_everything``, which
 DDP's sampler follows), so a model does not depend on whether an earlier stage trained in this process or came
