@@ -426,3 +426,12 @@ def test_a_saved_enc_folder_without_its_head_fails(tmp_path):
     (tmp_path / "enc" / HEAD_FILE).unlink()
     with pytest.raises(BackboneError, match=r"RankT5-Enc model but has no rankt5_head.safetensors"):
         RankT5.from_pretrained(tmp_path / "enc")
+
+
+def test_an_uncut_pair_is_exactly_the_tokenised_template_string():
+    """Without a cut, the hand-built rows are what the tokenizer gives for the whole string (so the model sees the
+    text it was pre-trained on): RankT5 without a suffix, monoT5 with " Relevant:"."""
+    for model, suffix in ((tiny(), ""), (MonoT5.from_pretrained(TINY_T5), " Relevant:")):
+        q, d = "what causes rain", "warm air rises and cools into droplets"
+        ids = model.tokenize_pairs([q], [d])["input_ids"][0].tolist()
+        assert ids == model.tokenizer(f"Query: {q} Document: {d}{suffix}")["input_ids"]
