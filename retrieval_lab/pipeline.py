@@ -23,7 +23,6 @@ from retrieval_lab.context import StageContext, default_cache_dir
 from retrieval_lab.data import load_collection
 from retrieval_lab.data.runs import write_trec_run
 from retrieval_lab.hardware import resolve_precision
-from retrieval_lab.hub import check_stage_models
 from retrieval_lab.evaluation import evaluate, metrics_table, paired_test, write_metrics
 from retrieval_lab.evaluation.metrics import parse_metric
 from retrieval_lab.retrievers import build_stage
@@ -87,7 +86,7 @@ def run_pipeline(cfg: DictConfig) -> float:
             parse_metric(str(name))
         except ValueError as error:
             raise ValueError(f"eval.metrics: {error}") from None
-    check_stage_models(cfg)  # a model that cannot be loaded stops the run now, not after an earlier stage has trained
+    # (run.py has checked that every stage's model can be loaded, before importing this module: hub.check_stage_models)
     _warn_unused_reranker_settings(cfg)
     out = output_dir()
     for note in resolve_precision(cfg.hardware):  # before config.yaml: it records what ran

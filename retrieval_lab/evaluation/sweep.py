@@ -54,11 +54,28 @@ def seed_spread(values) -> float | None:
     return float(np.std(values, ddof=1)) if values.size > 1 else None
 
 
+def finished_jobs(sweep_dirs) -> list[dict]:
+    """:func:`load_job` of every finished job (``*/metrics.json``) of one sweep folder or several, in job order;
+    ``FileNotFoundError`` when there is none."""
+    dirs = [sweep_dirs] if isinstance(sweep_dirs, (str, Path)) else list(sweep_dirs)
+    jobs = [load_job(p.parent) for d in dirs for p in sorted(Path(d).glob("*/metrics.json"), key=_job_order)]
+    if not jobs:
+        raise FileNotFoundError(f"{sweep_dirs}: no finished job (no */metrics.json)")
+    return jobs
+
+
+def seed_mean_per_query(jobs: list[dict], metric: str) -> dict[str, float]:
+    """qid -> ``metric`` averaged over ``jobs`` (one setting's seeds): what its paired tests compare."""
+    per_query: dict[str, list[float]] = defaultdict(list)
+    for job in jobs:
+        for qid, v in job["per_query"][metric].items():
+            per_query[qid].append(v)
+    return {q: float(np.mean(v)) for q, v in per_query.items()}
+
+
 def summarize(sweep_dir: str | Path, metrics: list[str] | None = None, reference: int = 0,
               test: str = "t", fmt: str = "markdown") -> str:
-    jobs = [load_job(p.parent) for p in sorted(Path(sweep_dir).glob("*/metrics.json"), key=_job_order)]
-    if not jobs:
-        raise FileNotFoundError(f"{sweep_dir}: no finished job (no */metrics.json)")
+    jobs = finished_jobs(sweep_dir)
     metrics = metrics or list(jobs[0]["metrics"])
     varying = [k for k in dict.fromkeys(k for j in jobs for k in j["settings"])
                if len({j["settings"].get(k) for j in jobs}) > 1 and k != "seed"]
@@ -86,14 +103,9 @@ def summarize(sweep_dir: str | Path, metrics: list[str] | None = None, reference
         ref = labels[reference]
         main = metrics[0]
         # seeds are averaged per query before testing
-        def per_query(label):
-            qs = defaultdict(list)
-            for job in groups[label]:
-                for qid, v in job["per_query"][main].items():
-                    qs[qid].append(v)
-            return {q: float(np.mean(v)) for q, v in qs.items()}
         others = [label for label in labels if label != ref]
-        raw = [paired_test(per_query(ref), per_query(o), test=test) for o in others]
+        raw = [paired_test(seed_mean_per_query(groups[ref], main), seed_mean_per_query(groups[o], main), test=test)
+               for o in others]
         lines.append(f"\npaired {test}-test on {main} against [{ref}], Holm-corrected over {len(others)} comparisons:")
         for label, p, p_holm in zip(others, raw, holm(raw)):
             delta = rows[label][main] - rows[ref][main]
@@ -140,10 +152,7 @@ def model_loss_table(sweep_dirs, metrics=("mrr@10", "ndcg@5", "ndcg@10", "map"),
     (mean over seeds when a setting ran with several), the given metrics, and a dagger on a value whose paired test
     against the ``reference`` row (per query, seeds averaged) gives p <= ``alpha`` with the row better, as in the
     paper (uncorrected; the Holm-corrected p of the first metric is listed under the table)."""
-    jobs = [load_job(p.parent) for d in ([sweep_dirs] if isinstance(sweep_dirs, (str, Path)) else sweep_dirs)
-            for p in sorted(Path(d).glob("*/metrics.json"), key=_job_order)]
-    if not jobs:
-        raise FileNotFoundError(f"{sweep_dirs}: no finished job (no */metrics.json)")
+    jobs = finished_jobs(sweep_dirs)
     metrics = list(metrics)
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for job in jobs:
@@ -161,13 +170,6 @@ def model_loss_table(sweep_dirs, metrics=("mrr@10", "ndcg@5", "ndcg@10", "map"),
 
     keys = sorted(groups, key=order)
 
-    def per_query(key, metric):
-        qs: dict[str, list[float]] = defaultdict(list)
-        for job in groups[key]:
-            for qid, v in job["per_query"][metric].items():
-                qs[qid].append(v)
-        return {q: float(np.mean(v)) for q, v in qs.items()}
-
     means = {k: {m: float(np.mean([j["metrics"][m] for j in groups[k]])) for m in metrics} for k in keys}
     ref = tuple(reference) if tuple(reference) in groups else None
     marks: dict[tuple, dict[str, str]] = {k: {m: "" for m in metrics} for k in keys}
@@ -176,7 +178,8 @@ def model_loss_table(sweep_dirs, metrics=("mrr@10", "ndcg@5", "ndcg@10", "map"),
         for k in keys:
             if k == ref:
                 continue
-            pvals[k] = {m: paired_test(per_query(ref, m), per_query(k, m), test=test) for m in metrics}
+            pvals[k] = {m: paired_test(seed_mean_per_query(groups[ref], m), seed_mean_per_query(groups[k], m),
+                                       test=test) for m in metrics}
             for m in metrics:
                 if pvals[k][m] <= alpha and means[k][m] > means[ref][m]:
                     marks[k][m] = "†"

@@ -56,6 +56,8 @@ __all__ = [
     "supports_token_types",
     "length_sorted_batches",
     "inference_context",
+    "autocast_off",
+    "Float32Linear",
     "PRECISIONS",
 ]
 
@@ -260,6 +262,36 @@ def pad_rows(rows: Sequence[Sequence[int]], pad_id: int, pad_to: int | None = No
         input_ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
         attention[i, : len(r)] = 1
     return input_ids, attention
+
+
+@contextlib.contextmanager
+def autocast_off(device: torch.device) -> Iterator[None]:
+    """Autocast disabled for what runs inside (it computes in its inputs' dtype): the last step of a score, so a
+    bf16 run rounds the backbone, never the score (:class:`Float32Linear`, RankT5's token row, monoT5's softmax)."""
+    if torch.is_autocast_enabled(device.type):
+        with torch.autocast(device_type=device.type, enabled=False):
+            yield
+    else:
+        yield
+
+
+class Float32Linear(torch.nn.Linear):
+    """An ``nn.Linear`` that always computes in float32, with autocast disabled: a score head.
+
+    A bf16 logit has 8 significant bits: scores near 5 come in steps of 1/32, enough to tie candidates a
+    reranker should order, and under bf16-mixed training the loss would see (and the gradient flow through)
+    those rounded scores. The head is one small matrix, so computing it in float32 costs nothing; the encoder
+    below it still runs in bf16. The cross-encoder turns its model's head into this class in place
+    (``module.__class__ = Float32Linear``): parameters, their names (``state_dict`` keys, so
+    ``save_pretrained`` / ``from_pretrained``) and values are unchanged, and copies and pickles keep working
+    (the class lives at module level); RankT5-Enc's dense head is one. Outputs are float32 whatever the input's
+    dtype.
+    """
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        bias = None if self.bias is None else self.bias.float()
+        with autocast_off(input.device):
+            return torch.nn.functional.linear(input.float(), self.weight.float(), bias)
 
 
 def length_sorted_batches(texts: Sequence[Any], batch_size: int, key: Callable[[Any], int] | None = None) -> Iterator[list[int]]:

@@ -37,6 +37,7 @@ from torch import nn
 
 from retrieval_lab.models.backbone import (
     BackboneError,
+    Float32Linear,
     family_settings,
     given_settings,
     load_pretrained,
@@ -48,26 +49,6 @@ from retrieval_lab.models.inference import batched_inference
 __all__ = ["CrossEncoder", "Float32Linear"]
 
 _DEFAULTS: dict[str, Any] = {"max_length": 256}
-
-
-class Float32Linear(nn.Linear):
-    """An ``nn.Linear`` that always computes in float32, with autocast disabled: the score head.
-
-    A bf16 logit has 8 significant bits: scores near 5 come in steps of 1/32, enough to tie candidates a
-    reranker should order, and under bf16-mixed training the loss would see (and the gradient flow through)
-    those rounded scores. The head is one small matrix, so computing it in float32 costs nothing; the encoder
-    below it still runs in bf16. :class:`CrossEncoder` turns the model's head into this class in place
-    (``module.__class__ = Float32Linear``): parameters, their names (``state_dict`` keys, so
-    ``save_pretrained`` / ``from_pretrained``) and values are unchanged, and copies and pickles keep working
-    (the class lives at module level). Outputs are float32 whatever the input's dtype.
-    """
-
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
-        bias = None if self.bias is None else self.bias.float()
-        if torch.is_autocast_enabled(input.device.type):
-            with torch.autocast(device_type=input.device.type, enabled=False):
-                return nn.functional.linear(input.float(), self.weight.float(), bias)
-        return nn.functional.linear(input.float(), self.weight.float(), bias)
 
 
 def _float32_heads(model: nn.Module, num_labels: int) -> list[str]:

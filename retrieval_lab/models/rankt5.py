@@ -33,10 +33,9 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +44,8 @@ from torch import nn
 
 from retrieval_lab.models.backbone import (
     BackboneError,
+    Float32Linear,
+    autocast_off,
     family_settings,
     given_settings,
     load_pretrained,
@@ -71,16 +72,6 @@ _T5_CLASSES = {
 }
 
 
-@contextlib.contextmanager
-def _float32(device: torch.device) -> Iterator[None]:
-    """Autocast off: what runs inside computes in the dtype of its inputs (float32 here)."""
-    if torch.is_autocast_enabled(device.type):
-        with torch.autocast(device_type=device.type, enabled=False):
-            yield
-    else:
-        yield
-
-
 class RankT5(nn.Module):
     """RankT5 over a Hugging Face T5 (see the module docstring). ``model`` is a ``T5ForConditionalGeneration`` for
     the EncDec variant, a ``T5EncoderModel`` (or a full T5, whose encoder is used) for Enc."""
@@ -91,8 +82,9 @@ class RankT5(nn.Module):
     DEFAULTS: dict[str, Any] = {"variant": "encdec", "max_length": 128, "score_token": "<extra_id_10>",
                                 "pooling": "first"}
 
-    def __init__(self, model: nn.Module, tokenizer: Any, head: nn.Linear | None = None, *, variant: str = "encdec",
-                 max_length: int = 128, score_token: str = "<extra_id_10>", pooling: str = "first") -> None:
+    def __init__(self, model: nn.Module, tokenizer: Any, head: Float32Linear | None = None, *,
+                 variant: str = "encdec", max_length: int = 128, score_token: str = "<extra_id_10>",
+                 pooling: str = "first") -> None:
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
@@ -111,7 +103,7 @@ class RankT5(nn.Module):
         self.score_token_id = int(token_id) if token_id is not None else -1
         self.queries_cut, self._warned_cut = 0, False  # queries too long for max_length on their own
         if variant == "enc" and head is None:
-            head = nn.Linear(int(model.config.d_model), 1)
+            head = Float32Linear(int(model.config.d_model), 1)
             with torch.no_grad():  # a fixed generator: an untrained Enc model does not depend on the global seed
                 gen = torch.Generator().manual_seed(INIT_SEED)
                 bound = float(model.config.d_model) ** -0.5  # nn.Linear's default init range
@@ -192,16 +184,15 @@ class RankT5(nn.Module):
     def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Tokenised pairs -> one float32 score per pair ``[n]`` (the training path)."""
         encoded, mask = self._encode(batch)
-        if self.variant == "enc":
-            with _float32(encoded.device):
-                if self.pooling == "first":
-                    pooled = encoded[:, 0].float()
-                else:
-                    m = mask.unsqueeze(-1).float()
-                    pooled = (encoded.float() * m).sum(1) / m.sum(1).clamp(min=1)
-                return nn.functional.linear(pooled, self.head.weight.float(), self.head.bias.float()).squeeze(-1)
+        if self.variant == "enc":  # pooled in float32; the head (Float32Linear) computes with autocast off
+            if self.pooling == "first":
+                pooled = encoded[:, 0].float()
+            else:
+                m = mask.unsqueeze(-1).float()
+                pooled = (encoded.float() * m).sum(1) / m.sum(1).clamp(min=1)
+            return self.head(pooled).squeeze(-1)
         hidden = self._first_decoder_state(encoded, mask)  # the decoder runs under the caller's autocast
-        with _float32(encoded.device):
+        with autocast_off(encoded.device):
             return hidden @ self.model.get_output_embeddings().weight[self.score_token_id].float()
 
     def score_pairs(self, queries: Sequence[str], docs: Sequence[str], batch_size: int = 32, precision: str = "fp32",
@@ -260,20 +251,19 @@ class RankT5(nn.Module):
         loader = getattr(transformers, encdec_name if variant == "encdec" else enc_name)
         model = load_pretrained(loader.from_pretrained, path, dtype=torch.float32)
         tokenizer = load_pretrained(AutoTokenizer.from_pretrained, path)
-        head = None
-        if variant == "enc" and saved.get("variant") == "enc" and not (Path(path) / HEAD_FILE).is_file():
-            raise BackboneError(f"{os.fspath(name_or_path)!r} was saved as a RankT5-Enc model but has no {HEAD_FILE}: "
-                                "its trained score head is missing (an incomplete copy?)")
-        if variant == "enc" and (Path(path) / HEAD_FILE).is_file():
+        head, head_file = None, Path(path) / HEAD_FILE
+        if variant == "enc" and head_file.is_file():
             from safetensors.torch import load_file
 
-            state = load_file(str(Path(path) / HEAD_FILE))
-            head = nn.Linear(int(config.d_model), 1)
-            head.load_state_dict(state)
+            head = Float32Linear(int(config.d_model), 1)
+            head.load_state_dict(load_file(str(head_file)))
+        elif variant == "enc" and saved.get("variant") == "enc":
+            raise BackboneError(f"{os.fspath(name_or_path)!r} was saved as a RankT5-Enc model but has no {HEAD_FILE}: "
+                                "its trained score head is missing (an incomplete copy?)")
         return cls._build(model, tokenizer, head, settings).eval()
 
     @classmethod
-    def _build(cls, model: nn.Module, tokenizer: Any, head: nn.Linear | None, settings: dict[str, Any]) -> RankT5:
+    def _build(cls, model: nn.Module, tokenizer: Any, head: Float32Linear | None, settings: dict[str, Any]) -> RankT5:
         return cls(model, tokenizer, head, **settings)
 
     def save_pretrained(self, path: str | os.PathLike[str]) -> None:
@@ -338,13 +328,13 @@ class MonoT5(RankT5):
         return {"max_length": self.max_length}
 
     @classmethod
-    def _build(cls, model: nn.Module, tokenizer: Any, head: nn.Linear | None, settings: dict[str, Any]) -> MonoT5:
+    def _build(cls, model: nn.Module, tokenizer: Any, head: Float32Linear | None, settings: dict[str, Any]) -> MonoT5:
         return cls(model, tokenizer, max_length=settings["max_length"])
 
     def two_logits(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """``[n, 2]`` float32: the (false, true) logits at the first decoder step."""
         hidden = self._first_decoder_state(*self._encode(batch))
-        with _float32(hidden.device):
+        with autocast_off(hidden.device):
             rows = self.model.get_output_embeddings().weight[[self.false_id, self.true_id]]  # [2, d]
             return hidden @ rows.float().T
 
@@ -356,5 +346,5 @@ class MonoT5(RankT5):
     def inference_scores(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """``log P(true)`` from the softmax over (false, true): monoT5's score."""
         two = self.two_logits(batch)  # the T5 stack under the caller's autocast; the two logits in float32
-        with _float32(two.device):
+        with autocast_off(two.device):
             return torch.log_softmax(two, dim=-1)[:, 1]

@@ -409,8 +409,10 @@ class RerankerModule(RankingModule):
     ``micro_batch_size`` (pairs; None = all at once): the pairs go through the model in chunks of at most this
     many, each under activation checkpointing (``torch.utils.checkpoint``, non-reentrant): the forward pass keeps
     only each chunk's scores, and the backward pass recomputes one chunk at a time, so memory holds one chunk's
-    activations while the loss still sees every list whole. The gradient is the unsplit one (up to float rounding;
-    dropout draws are replayed). Each chunk is cut to its own longest pair.
+    activations while the loss still sees every list whole. With dropout off the gradient is the unsplit one (up to
+    float rounding); with dropout on, each chunk's recomputation replays that chunk's draws, which differ from the
+    draws of one unsplit pass (so ``micro_batch_size`` is part of a trained model's cache key). Each chunk is cut to
+    its own longest pair.
     """
 
     def __init__(self, model: nn.Module, loss: nn.Module, lr: float = 2e-5, weight_decay: float = 0.01,
