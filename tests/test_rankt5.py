@@ -3,7 +3,7 @@
 import torch
 from transformers import AutoTokenizer, T5ForConditionalGeneration
 
-from retrieval_lab.models.rankt5 import RankT5
+from retrieval_lab.models.rankt5 import MonoT5, RankT5
 from tests.conftest import TINY_T5
 
 
@@ -16,8 +16,14 @@ def tiny(variant="encdec", **settings):
 def test_encdec_score_is_the_extra_id_10_logit_of_the_full_model():
     r = tiny()
     batch = r.tokenize_pairs(["what causes rain", "cats"], ["warm air rises and cools into droplets", "dogs bark"])
+    calls = []  # the full-vocabulary projection (the LM head module) must never run for a RankT5 score
+    hook = r.model.get_output_embeddings().register_forward_hook(lambda m, args, out: calls.append(out.shape))
     with torch.no_grad():
         got = r(batch)
+        mono = MonoT5(r.model, r.tokenizer)
+        mono(batch), mono.inference_scores(batch)
+        assert calls == []
+        hook.remove()
         start = torch.zeros((2, 1), dtype=torch.long)  # decoder_start_token_id of T5 is the pad id, 0
         logits = r.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                          decoder_input_ids=start).logits
@@ -79,7 +85,7 @@ import json  # noqa: E402
 import pytest  # noqa: E402
 
 from retrieval_lab.models.backbone import BackboneError, FamilyMismatchError  # noqa: E402
-from retrieval_lab.models.rankt5 import HEAD_FILE, MonoT5  # noqa: E402
+from retrieval_lab.models.rankt5 import HEAD_FILE  # noqa: E402
 from retrieval_lab.models.registry import families_for, load_family  # noqa: E402
 from tests.conftest import TINY_BERT  # noqa: E402
 
